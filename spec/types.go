@@ -23,6 +23,10 @@ type Service struct {
 	Stop      Stop              `json:"stop,omitempty" yaml:"stop,omitempty"`
 	Health    *Health           `json:"health,omitempty" yaml:"health,omitempty"`
 	Labels    map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
+	// Init runs a minimal init as PID 1 that forwards signals, reaps zombies
+	// and passes the command's exit status through (like docker run --init).
+	// Default true; false makes the command itself PID 1.
+	Init *bool `json:"init,omitempty" yaml:"init,omitempty"`
 	// Capabilities added to Gantry's default (empty) set, e.g. NET_BIND_SERVICE.
 	CapAdd []string `json:"cap_add,omitempty" yaml:"cap_add,omitempty"`
 }

@@ -54,7 +54,18 @@ type Instance struct {
 	Node        string `json:"node"`
 	Desired     string `json:"desired"` // DesiredRun or DesiredStop
 
-	// Observed, written by the node that runs it.
+	// Observed, written only by the node that runs it.
+	InstanceStatus
+
+	CreateIndex uint64    `json:"create_index"`
+	ModifyIndex uint64    `json:"modify_index"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// InstanceStatus is what the node running an instance observes. It is
+// written separately from the desired fields so the controller and the
+// worker never overwrite each other's updates.
+type InstanceStatus struct {
 	State       string         `json:"state"`
 	Message     string         `json:"message,omitempty"`
 	Restarts    int            `json:"restarts"`
@@ -66,10 +77,6 @@ type Instance struct {
 	Healthy     bool           `json:"healthy"`
 	StartedAt   time.Time      `json:"started_at,omitempty"`
 	NextStart   time.Time      `json:"next_start,omitempty"` // when in backoff
-
-	CreateIndex uint64    `json:"create_index"`
-	ModifyIndex uint64    `json:"modify_index"`
-	CreatedAt   time.Time `json:"created_at"`
 }
 
 // Node is a machine that runs instances.

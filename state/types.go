@@ -31,7 +31,8 @@ const (
 	StateRunning   = "running"   // process up (and healthy, when a check exists)
 	StateUnhealthy = "unhealthy" // process up, check failing or not yet passed
 	StateExited    = "exited"    // process gone; may be restarted per policy
-	StateBackoff   = "backoff"   // waiting to restart (crash loop when Restarts is high)
+	StateBackoff   = "backoff"   // waiting to restart after an exit
+	StateCrashLoop = "crashloop" // waiting to restart after several quick failures in a row
 	StateFailed    = "failed"    // will not be restarted (policy never / start error)
 	StateStopping  = "stopping"
 	StateStopped   = "stopped"

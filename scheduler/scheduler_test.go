@@ -1,0 +1,59 @@
+package scheduler
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/gantry-dev/gantry/errdefs"
+)
+
+func TestPlaceSpreadsThenPacks(t *testing.T) {
+	nodes := []Node{
+		{ID: "a", Ready: true, CPU: 2000, Memory: 4 << 30},
+		{ID: "b", Ready: true, CPU: 2000, Memory: 4 << 30},
+		{ID: "c", Ready: false, CPU: 8000, Memory: 16 << 30},
+	}
+	usage := map[string]*Usage{"a": {CPU: 1000, Memory: 1 << 30}}
+	got := map[string]int{}
+	for i := 0; i < 4; i++ {
+		id, err := Place(nodes, usage, Request{Service: "web", CPU: 250, Memory: 64 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[id]++
+	}
+	if got["a"] != 2 || got["b"] != 2 || got["c"] != 0 {
+		t.Fatalf("want 2/2 spread across ready nodes, got %v", got)
+	}
+	// Another service goes to the fullest node that fits (a: 1500m used).
+	id, err := Place(nodes, usage, Request{Service: "db", CPU: 100, Memory: 1 << 20})
+	if err != nil || id != "a" {
+		t.Fatalf("bin-packing: got %q, %v", id, err)
+	}
+}
+
+func TestPlaceNoRoom(t *testing.T) {
+	nodes := []Node{{ID: "a", Ready: true, CPU: 1000, Memory: 1 << 30}}
+	_, err := Place(nodes, map[string]*Usage{}, Request{Service: "big", CPU: 2000})
+	if !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Fatalf("want ErrUnavailable, got %v", err)
+	}
+	if _, err := Place(nil, map[string]*Usage{}, Request{Service: "x"}); err == nil {
+		t.Fatal("no nodes should fail")
+	}
+}
+
+func BenchmarkPlace(b *testing.B) {
+	var nodes []Node
+	for i := 0; i < 100; i++ {
+		nodes = append(nodes, Node{ID: fmt.Sprintf("n%03d", i), Ready: true, CPU: 64000, Memory: 256 << 30})
+	}
+	usage := map[string]*Usage{}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := Place(nodes, usage, Request{Service: "web", CPU: 1, Memory: 1}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,214 @@
+package mcp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// Bridge connects a stdio MCP client (newline-delimited JSON-RPC on in and
+// out) to Gantry's streamable HTTP endpoint, adding the bearer token to
+// every request, and pumps messages both ways until in reaches EOF, the
+// endpoint fails for good, or ctx is done. A call that cannot be delivered
+// gets a JSON-RPC error reply naming the endpoint, so the client never
+// waits forever. If in is an io.Closer, Bridge closes it when it returns.
+func Bridge(parent context.Context, endpoint, token string, in io.Reader, out io.Writer) error {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+
+	rt := &bearerTransport{token: token, base: http.DefaultTransport.(*http.Transport).Clone()}
+	defer rt.base.CloseIdleConnections()
+	remote, err := (&sdk.StreamableClientTransport{
+		Endpoint:   endpoint,
+		HTTPClient: &http.Client{Transport: rt},
+		// The bridge is transparent: it does not open the optional
+		// standalone stream that only a real client session would manage.
+		DisableStandaloneSSE: true,
+		MaxRetries:           -1,
+	}).Connect(ctx)
+	if err != nil {
+		return fmt.Errorf("connecting to %s: %w", endpoint, err)
+	}
+	rc, ok := in.(io.ReadCloser)
+	if !ok {
+		rc = io.NopCloser(in)
+	}
+	local, err := (&sdk.IOTransport{Reader: rc, Writer: nopWriteCloser{out}}).Connect(ctx)
+	if err != nil {
+		_ = remote.Close()
+		return fmt.Errorf("opening stdio: %w", err)
+	}
+
+	b := &bridge{endpoint: endpoint, local: local, remote: remote, rt: rt}
+	var (
+		wg       sync.WaitGroup
+		upErr    error
+		downErr  error
+		stopOnce sync.Once
+	)
+	stop := func() {
+		stopOnce.Do(func() {
+			cancel()
+			_ = local.Close()
+			_ = remote.Close()
+		})
+	}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		defer stop()
+		upErr = b.up(ctx, &wg)
+	}()
+	go func() {
+		defer wg.Done()
+		defer stop()
+		downErr = b.down(ctx)
+	}()
+	wg.Wait()
+	switch {
+	case upErr != nil:
+		return upErr
+	case downErr != nil:
+		return downErr
+	case b.fatal.Load() != nil:
+		return *b.fatal.Load()
+	}
+	return parent.Err()
+}
+
+type bridge struct {
+	endpoint string
+	local    sdk.Connection // stdio side
+	remote   sdk.Connection // HTTP side
+	rt       *bearerTransport
+	// fatal is an endpoint error no retry will fix, seen while sending.
+	fatal atomic.Pointer[error]
+	// initIDs holds the IDs of initialize calls in flight, so the negotiated
+	// protocol version can be learned from their responses.
+	initIDs sync.Map
+}
+
+// up copies messages from the stdio client to the endpoint. Calls are sent
+// concurrently (a long tool call must not hold up the next request);
+// notifications and responses are sent in order.
+func (b *bridge) up(ctx context.Context, wg *sync.WaitGroup) error {
+	for {
+		msg, err := b.local.Read(ctx)
+		if err != nil {
+			if errors.Is(err, io.EOF) || ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("reading from the stdio client: %w", err)
+		}
+		req, isReq := msg.(*jsonrpc.Request)
+		if !isReq || !req.IsCall() || req.Method == "initialize" {
+			if isReq && req.Method == "initialize" {
+				b.initIDs.Store(req.ID, true)
+			}
+			b.send(ctx, msg)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.send(ctx, msg)
+		}()
+	}
+}
+
+// send writes msg to the endpoint; when a call cannot be delivered, the
+// client gets an error response for it.
+func (b *bridge) send(ctx context.Context, msg jsonrpc.Message) {
+	err := b.remote.Write(ctx, msg)
+	if err == nil {
+		return
+	}
+	req, ok := msg.(*jsonrpc.Request)
+	if !ok || !req.IsCall() {
+		return
+	}
+	text := fmt.Sprintf("gantry bridge: cannot deliver %q to %s: %v", req.Method, b.endpoint, err)
+	if rerr := b.remoteError(); rerr != nil {
+		text = "gantry bridge: " + rerr.Error()
+		b.fatal.CompareAndSwap(nil, &rerr)
+	}
+	// Reply even when the bridge is stopping: the client is still reading.
+	_ = b.local.Write(context.WithoutCancel(ctx), &jsonrpc.Response{ID: req.ID, Error: &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: text}})
+}
+
+// remoteError explains an HTTP status that no retry will fix.
+func (b *bridge) remoteError() error {
+	switch b.rt.lastStatus.Load() {
+	case http.StatusUnauthorized:
+		return fmt.Errorf("%s rejected the token (401 Unauthorized): set GANTRY_TOKEN to the server's admin token (the file admin.token in its data directory)", b.endpoint)
+	case http.StatusForbidden:
+		return fmt.Errorf("%s refused the request (403 Forbidden): the Origin or Host header is not allowed", b.endpoint)
+	}
+	return nil
+}
+
+// down copies messages from the endpoint to the stdio client.
+func (b *bridge) down(ctx context.Context) error {
+	for {
+		msg, err := b.remote.Read(ctx)
+		if err != nil {
+			if errors.Is(err, io.EOF) || ctx.Err() != nil {
+				return nil
+			}
+			if rerr := b.remoteError(); rerr != nil {
+				return rerr
+			}
+			return fmt.Errorf("reading from %s: %w", b.endpoint, err)
+		}
+		if resp, ok := msg.(*jsonrpc.Response); ok {
+			if _, isInit := b.initIDs.LoadAndDelete(resp.ID); isInit && resp.Error == nil {
+				var res struct {
+					ProtocolVersion string `json:"protocolVersion"`
+				}
+				if json.Unmarshal(resp.Result, &res) == nil && res.ProtocolVersion != "" {
+					b.rt.version.Store(&res.ProtocolVersion)
+				}
+			}
+		}
+		if err := b.local.Write(ctx, msg); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("writing to the stdio client: %w", err)
+		}
+	}
+}
+
+// bearerTransport adds the bearer token, and the negotiated protocol
+// version header that a real client session would add, to every request.
+type bearerTransport struct {
+	token      string
+	base       *http.Transport
+	version    atomic.Pointer[string]
+	lastStatus atomic.Int32
+}
+
+func (t *bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+t.token)
+	if v := t.version.Load(); v != nil && r.Header.Get("Mcp-Protocol-Version") == "" {
+		r.Header.Set("Mcp-Protocol-Version", *v)
+	}
+	resp, err := t.base.RoundTrip(r)
+	if err == nil {
+		t.lastStatus.Store(int32(resp.StatusCode))
+	}
+	return resp, err
+}
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }

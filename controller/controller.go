@@ -1,0 +1,133 @@
+package controller
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/gantry-dev/gantry/scheduler"
+	"github.com/gantry-dev/gantry/state"
+)
+
+// Store is what the controller needs from the state store.
+type Store interface {
+	Services() ([]*state.Service, uint64)
+	Instances(f state.InstanceFilter) ([]*state.Instance, uint64)
+	Nodes() ([]*state.Node, uint64)
+	Notify() <-chan struct{}
+	Apply(ctx context.Context, ops ...state.Op) (uint64, error)
+}
+
+// Controller reconciles every service whenever the state changes.
+type Controller struct {
+	store   Store
+	log     *slog.Logger
+	pending map[string]string // service -> last reported placement failure
+}
+
+// New returns a controller over store.
+func New(store Store, log *slog.Logger) *Controller {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Controller{store: store, log: log.With("component", "controller"), pending: map[string]string{}}
+}
+
+// Run reconciles until ctx is done. It returns nil on cancellation.
+func (c *Controller) Run(ctx context.Context) error {
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		ch := c.store.Notify()
+		if err := c.Pass(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn("reconcile pass failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ch:
+		case <-tick.C:
+		}
+	}
+}
+
+// Pass runs one reconcile over all services and commits the plans.
+func (c *Controller) Pass(ctx context.Context) error {
+	services, _ := c.store.Services()
+	instances, _ := c.store.Instances(state.InstanceFilter{})
+	nodes, _ := c.store.Nodes()
+
+	byName := map[string]*state.Service{}
+	for _, s := range services {
+		byName[s.Name] = s
+	}
+	grouped := map[string][]*state.Instance{}
+	usage := map[string]*scheduler.Usage{}
+	for _, in := range instances {
+		grouped[in.Service] = append(grouped[in.Service], in)
+		if in.Desired != state.DesiredRun {
+			continue
+		}
+		u := usage[in.Node]
+		if u == nil {
+			u = &scheduler.Usage{Instances: map[string]int{}}
+			usage[in.Node] = u
+		}
+		if s := byName[in.Service]; s != nil {
+			u.CPU += int64(s.Spec.Resources.CPU)
+			u.Memory += int64(s.Spec.Resources.Memory)
+		}
+		u.Instances[in.Service]++
+	}
+	cands := make([]scheduler.Node, 0, len(nodes))
+	for _, n := range nodes {
+		cands = append(cands, scheduler.Node{ID: n.ID, Ready: n.Status == "ready", CPU: n.CPU, Memory: n.Memory})
+	}
+	names := make([]string, 0, len(byName)+len(grouped))
+	for n := range byName {
+		names = append(names, n)
+	}
+	for n := range grouped {
+		if byName[n] == nil {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+
+	now := time.Now().UTC()
+	var ops []state.Op
+	for _, name := range names {
+		p := Reconcile(Input{Name: name, Service: byName[name], Instances: grouped[name], Nodes: cands, Usage: usage, Now: now})
+		ops = append(ops, planOps(p)...)
+		if p.Pending != c.pending[name] {
+			if p.Pending != "" {
+				ops = append(ops, state.AppendEvent{Event: state.Event{Time: now, Service: name, Type: "Pending", Message: p.Pending}})
+				c.log.Warn("cannot place instances", "service", name, "reason", p.Pending)
+			}
+			c.pending[name] = p.Pending
+		}
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	_, err := c.store.Apply(ctx, ops...)
+	return err
+}
+
+func planOps(p Plan) []state.Op {
+	var ops []state.Op
+	for _, in := range p.Create {
+		ops = append(ops, state.PutInstance{Instance: *in})
+	}
+	for _, id := range p.Stop {
+		ops = append(ops, state.SetInstanceDesired{ID: id, Desired: state.DesiredStop})
+	}
+	for _, id := range p.Delete {
+		ops = append(ops, state.DeleteInstance{ID: id})
+	}
+	for _, ev := range p.Events {
+		ops = append(ops, state.AppendEvent{Event: ev})
+	}
+	return ops
+}

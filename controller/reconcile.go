@@ -1,0 +1,177 @@
+// Package controller turns services into instance records. Reconcile is a
+// pure function from one service's stored state to a plan; Controller runs
+// it whenever the state changes and commits the plans through Raft.
+package controller
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/gantry-dev/gantry/scheduler"
+	"github.com/gantry-dev/gantry/state"
+)
+
+// Plan is what one reconcile pass wants committed.
+type Plan struct {
+	Create []*state.Instance // new instance records (desired run)
+	Stop   []string          // instance IDs whose desired state becomes stop
+	Delete []string          // records of stopped instances to drop
+	Events []state.Event
+	// Pending is set when instances could not be placed, with the reason.
+	Pending string
+}
+
+// Empty reports whether the plan changes nothing.
+func (p *Plan) Empty() bool {
+	return len(p.Create) == 0 && len(p.Stop) == 0 && len(p.Delete) == 0
+}
+
+// Input is everything Reconcile looks at for one service.
+type Input struct {
+	Name      string
+	Service   *state.Service    // nil when the service was removed
+	Instances []*state.Instance // every record of this service
+	Nodes     []scheduler.Node
+	Usage     map[string]*scheduler.Usage // updated as instances are placed
+	Now       time.Time
+	NewID     func(service string, slot int) string // nil: random suffix
+}
+
+// live reports whether an instance counts toward the replica count.
+func live(in *state.Instance) bool { return in.Desired == state.DesiredRun }
+
+// ready reports whether an instance is serving (running and, when checked,
+// healthy). Health is reported by the worker as Healthy; a service without
+// a check is healthy once running.
+func ready(in *state.Instance) bool { return in.State == state.StateRunning && in.Healthy }
+
+// gone reports whether a stopping instance has been fully cleaned up.
+// The worker that ran it reports StateStopped once container, mounts and
+// network are gone; only then is the record dropped, so nothing leaks.
+func gone(in *state.Instance) bool { return in.State == state.StateStopped }
+
+// Reconcile compares a service's desired replicas with its instance records.
+//
+// Rules: each slot 0..replicas-1 has exactly one live instance; slots at or
+// above replicas are stopped; an instance on an older spec version is
+// replaced one slot at a time (a rolling update: the next slot is replaced
+// only once every other slot is ready), except that instances which are not
+// serving anyway are replaced at once; a duplicate in a slot keeps the
+// oldest; stopped records are deleted.
+func Reconcile(in Input) Plan {
+	var p Plan
+	newID := in.NewID
+	if newID == nil {
+		newID = randomID
+	}
+	bySlot := map[int][]*state.Instance{}
+	for _, inst := range in.Instances {
+		if !live(inst) {
+			if gone(inst) {
+				p.Delete = append(p.Delete, inst.ID)
+			}
+			continue
+		}
+		bySlot[inst.Slot] = append(bySlot[inst.Slot], inst)
+	}
+	replicas := 0
+	version := 0
+	if in.Service != nil {
+		replicas = in.Service.Spec.Replicas
+		version = in.Service.Version
+	}
+
+	// Duplicates and surplus slots.
+	slots := make([]int, 0, len(bySlot))
+	for s := range bySlot {
+		slots = append(slots, s)
+	}
+	sort.Ints(slots)
+	for _, s := range slots {
+		insts := bySlot[s]
+		sort.Slice(insts, func(i, j int) bool { return insts[i].CreateIndex < insts[j].CreateIndex })
+		if s >= replicas {
+			for _, inst := range insts {
+				p.stop(inst, in.Now, "scaled down")
+			}
+			delete(bySlot, s)
+			continue
+		}
+		for _, dup := range insts[1:] {
+			p.stop(dup, in.Now, "duplicate in slot")
+		}
+		bySlot[s] = insts[:1]
+	}
+
+	// Rolling replacement of outdated instances, at most one slot
+	// unavailable at a time: a serving old instance is replaced only while
+	// every slot serves; one that is not serving anyway goes at once.
+	unavailable := 0
+	for s := 0; s < replicas; s++ {
+		if insts := bySlot[s]; len(insts) == 0 || !ready(insts[0]) {
+			unavailable++
+		}
+	}
+	for s := 0; s < replicas; s++ {
+		insts := bySlot[s]
+		if len(insts) == 0 || insts[0].SpecVersion == version {
+			continue
+		}
+		old := insts[0]
+		if ready(old) {
+			if unavailable > 0 {
+				continue // wait: keep serving until the others are ready
+			}
+			unavailable++
+		}
+		p.stop(old, in.Now, fmt.Sprintf("replaced by spec version %d", version))
+		delete(bySlot, s)
+	}
+
+	// Fill empty slots.
+	spec := in.Service
+	for s := 0; s < replicas; s++ {
+		if len(bySlot[s]) > 0 {
+			continue
+		}
+		req := scheduler.Request{Service: in.Name}
+		if spec != nil {
+			req.CPU = int64(spec.Spec.Resources.CPU)
+			req.Memory = int64(spec.Spec.Resources.Memory)
+		}
+		node, err := scheduler.Place(in.Nodes, in.Usage, req)
+		if err != nil {
+			p.Pending = err.Error()
+			continue
+		}
+		inst := &state.Instance{
+			ID:          newID(in.Name, s),
+			Service:     in.Name,
+			Slot:        s,
+			SpecVersion: version,
+			Node:        node,
+			Desired:     state.DesiredRun,
+			CreatedAt:   in.Now,
+		}
+		inst.State = state.StatePending
+		p.Create = append(p.Create, inst)
+		p.Events = append(p.Events, state.Event{Time: in.Now, Service: in.Name, Instance: inst.ID, Node: node,
+			Type: "Scheduled", Message: fmt.Sprintf("slot %d placed on node %s", s, node)})
+	}
+	return p
+}
+
+func (p *Plan) stop(inst *state.Instance, now time.Time, why string) {
+	p.Stop = append(p.Stop, inst.ID)
+	p.Events = append(p.Events, state.Event{Time: now, Service: inst.Service, Instance: inst.ID, Node: inst.Node,
+		Type: "Stopping", Message: why})
+}
+
+func randomID(service string, slot int) string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", service, slot, hex.EncodeToString(b[:]))
+}

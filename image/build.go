@@ -40,6 +40,11 @@ func LayerFromDir(dir string) (v1.Layer, error) {
 // "www") in the image.
 func LayerFromDirAt(dir, prefix string) (v1.Layer, error) {
 	prefix = cleanName(prefix)
+	// WalkDir does not descend into a root that is a symlink.
+	dir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, fmt.Errorf("layer from %s: %w", dir, notFoundIf(err))
+	}
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	if prefix != "" {
@@ -47,7 +52,7 @@ func LayerFromDirAt(dir, prefix string) (v1.Layer, error) {
 			return nil, err
 		}
 	}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -62,6 +67,9 @@ func LayerFromDirAt(dir, prefix string) (v1.Layer, error) {
 		info, err := d.Info()
 		if err != nil {
 			return err
+		}
+		if info.Mode()&(fs.ModeSocket|fs.ModeIrregular) != 0 {
+			return nil // tar cannot hold these
 		}
 		var link string
 		if info.Mode()&fs.ModeSymlink != 0 {
@@ -103,9 +111,10 @@ func LayerFromDirAt(dir, prefix string) (v1.Layer, error) {
 }
 
 func layerFromBytes(b []byte) (v1.Layer, error) {
+	// The layer is gzipped once (for its digest) and the result reused.
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(b)), nil
-	})
+	}, tarball.WithCompressedCaching)
 }
 
 // BusyboxApplets are the applet links always made by BusyboxLayer, even if

@@ -391,7 +391,10 @@ func (s *Store) fetchLayer(ctx context.Context, ref string, l v1.Layer, desc v1.
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp) // a no-op once renamed
+	defer os.RemoveAll(tmp)                      // a no-op once renamed
+	if err := os.Chmod(tmp, 0o755); err != nil { // the layer root, unless the tar sets it
+		return err
+	}
 	h := sha256.New()
 	tee := io.TeeReader(rc, h)
 	if err := unpackLayer(ctx, tee, tmp, log); err != nil {

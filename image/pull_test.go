@@ -19,7 +19,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/gantry-dev/gantry/errdefs"
@@ -318,9 +322,67 @@ func tarLayer(t *testing.T, names ...string) v1.Layer {
 		t.Fatal(err)
 	}
 	b := buf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }, tarball.WithCompressedCaching)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return l
+}
+
+func TestPullMultiArch(t *testing.T) {
+	t.Parallel()
+	needRoot(t)
+	reg := imagetest.Registry(t)
+	amd, arm := buildSmall(t, "amd64-file"), buildSmall(t, "arm64-file")
+	idx := mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: amd, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
+		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}}},
+	)
+	ref := reg + "/test/multi:1"
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(r, idx, remote.WithContext(t.Context())); err != nil {
+		t.Fatalf("push index: %v", err)
+	}
+	idxDigest, err := idx.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	s := openStore(t)
+	got, err := s.Pull(t.Context(), ref, nil)
+	if err != nil {
+		t.Fatalf("pull index: %v", err)
+	}
+	if got.Digest != digestOf(t, amd) {
+		t.Errorf("default platform picked %s, want the linux/amd64 image %s", got.Digest, digestOf(t, amd))
+	}
+	byIndex := reg + "/test/multi@" + idxDigest.String()
+	got, err = s.Pull(t.Context(), byIndex, nil)
+	if err != nil || got.Digest != digestOf(t, amd) {
+		t.Errorf("pull by index digest: %v, %v; want the amd64 image", got, err)
+	}
+	if res, err := s.Resolve(t.Context(), byIndex); err != nil || res.Digest != digestOf(t, amd) {
+		t.Errorf("resolve by index digest: %v, %v", res, err)
+	}
+
+	armStore, err := image.Open(filepath.Join(t.TempDir(), "images"), image.Options{Platform: "linux/arm64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err = armStore.Pull(t.Context(), ref, nil)
+	if err != nil || got.Digest != digestOf(t, arm) {
+		t.Errorf("linux/arm64 store pulled %v, %v; want the arm64 image %s", got, err, digestOf(t, arm))
+	}
+
+	s390, err := image.Open(filepath.Join(t.TempDir(), "images"), image.Options{Platform: "linux/s390x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s390.Pull(t.Context(), ref, nil)
+	if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "linux/arm64/v8") {
+		t.Errorf("pull for a platform the index lacks: %v, want not-found listing the platforms", err)
+	}
 }

@@ -391,8 +391,9 @@ func (s *Store) fetchLayer(ctx context.Context, ref string, l v1.Layer, desc v1.
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)                      // a no-op once renamed
-	if err := os.Chmod(tmp, 0o755); err != nil { // the layer root, unless the tar sets it
+	defer os.RemoveAll(tmp) // a no-op once renamed
+	// The layer root's mode, unless the tar has a "./" entry.
+	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
 	}
 	h := sha256.New()
@@ -478,7 +479,7 @@ func registryError(r name.Reference, err error) error {
 		hint = errdefs.WithHint(fmt.Errorf("image %s: the %s does not exist in repository %s: %w", r.Name(), what, r.Context().Name(), errdefs.ErrNotFound),
 			"check the tag (list the repository's tags with your registry's tools) or push the image first")
 	case errors.As(err, &terr) && hasCode(terr, transport.NameUnknownErrorCode):
-		hint = errdefs.WithHint(fmt.Errorf("image %s: repository %s does not exist on %s: %w", r.Name(), r.Context().RepositoryStr(), host, errdefs.ErrNotFound),
+		hint = errdefs.WithHint(fmt.Errorf("image %s: the tag %s does not exist: repository %s does not exist on %s: %w", r.Name(), tagOf(r), r.Context().RepositoryStr(), host, errdefs.ErrNotFound),
 			"check the repository name, or push the image first")
 	case errors.Is(err, errHTTPNotAllowed):
 		hint = errdefs.WithHint(fmt.Errorf("image %s: registry %s would need plain http, which is not allowed for it: %w", r.Name(), host, errdefs.ErrPermission),

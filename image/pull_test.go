@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -237,6 +238,18 @@ func TestPullErrors(t *testing.T) {
 	_, err = s.Pull(t.Context(), locked+"/test/private:1", nil)
 	if !errors.Is(err, errdefs.ErrPermission) || !strings.Contains(err.Error(), "credentials") {
 		t.Errorf("401: %v, want a permission error mentioning credentials", err)
+	}
+
+	// Nothing listens on a port we just closed.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	_, err = s.Pull(t.Context(), closed+"/test/app:1", nil)
+	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), "check that the registry is running") {
+		t.Errorf("closed port: %v, want unavailable with a hint", err)
 	}
 
 	_, err = s.Pull(t.Context(), "UPPER/Case:bad tag", nil)

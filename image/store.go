@@ -298,7 +298,7 @@ func (s *Store) Resolve(ctx context.Context, ref string) (*Image, error) {
 		}
 	}
 	return nil, errdefs.WithHint(fmt.Errorf("image %s: %w", norm, errdefs.ErrNotFound),
-		fmt.Sprintf("pull it first (gantry pulls images named in a service spec), or import it from a tarball"))
+		"pull it first (gantry pulls images named in a service spec), or import it from a tarball")
 }
 
 // List returns the images in the store: one entry per tag, and one per image

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
@@ -47,7 +48,7 @@ func Bridge(parent context.Context, endpoint, token string, in io.Reader, out io
 		return fmt.Errorf("opening stdio: %w", err)
 	}
 
-	b := &bridge{endpoint: endpoint, local: local, remote: remote, rt: rt}
+	b := &bridge{endpoint: endpoint, local: local, remote: remote, rt: rt, pending: map[jsonrpc.ID]bool{}, settled: make(chan struct{}, 1)}
 	var (
 		wg       sync.WaitGroup
 		upErr    error
@@ -90,7 +91,10 @@ type bridge struct {
 	remote   sdk.Connection // HTTP side
 	rt       *bearerTransport
 	// fatal is an endpoint error no retry will fix, seen while sending.
-	fatal atomic.Pointer[error]
+	fatal   atomic.Pointer[error]
+	mu      sync.Mutex
+	pending map[jsonrpc.ID]bool // calls sent and not yet answered
+	settled chan struct{}       // signalled when a pending call is answered
 	// initIDs holds the IDs of initialize calls in flight, so the negotiated
 	// protocol version can be learned from their responses.
 	initIDs sync.Map
@@ -103,12 +107,21 @@ func (b *bridge) up(ctx context.Context, wg *sync.WaitGroup) error {
 	for {
 		msg, err := b.local.Read(ctx)
 		if err != nil {
-			if errors.Is(err, io.EOF) || ctx.Err() != nil {
+			if errors.Is(err, io.EOF) {
+				// The client sent everything: deliver the answers it awaits
+				// (as in "gantry mcp < requests.jsonl") before closing.
+				b.drain(ctx, drainTimeout)
+				return nil
+			}
+			if ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("reading from the stdio client: %w", err)
 		}
 		req, isReq := msg.(*jsonrpc.Request)
+		if isReq && req.IsCall() {
+			b.track(req.ID, true)
+		}
 		if !isReq || !req.IsCall() || req.Method == "initialize" {
 			if isReq && req.Method == "initialize" {
 				b.initIDs.Store(req.ID, true)
@@ -140,8 +153,49 @@ func (b *bridge) send(ctx context.Context, msg jsonrpc.Message) {
 		text = "gantry bridge: " + rerr.Error()
 		b.fatal.CompareAndSwap(nil, &rerr)
 	}
+	b.track(req.ID, false)
 	// Reply even when the bridge is stopping: the client is still reading.
 	_ = b.local.Write(context.WithoutCancel(ctx), &jsonrpc.Response{ID: req.ID, Error: &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: text}})
+}
+
+// drainTimeout bounds how long the bridge waits, after the client closed
+// its input, for answers to calls in flight.
+const drainTimeout = 10 * time.Second
+
+// track records that call id is in flight (or answered).
+func (b *bridge) track(id jsonrpc.ID, inFlight bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if inFlight {
+		b.pending[id] = true
+		return
+	}
+	delete(b.pending, id)
+	select {
+	case b.settled <- struct{}{}:
+	default:
+	}
+}
+
+// drain waits until no call is in flight, ctx is done or timeout passes.
+func (b *bridge) drain(ctx context.Context, timeout time.Duration) {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		b.mu.Lock()
+		n := len(b.pending)
+		b.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-b.settled:
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+			return
+		}
+	}
 }
 
 // remoteError explains an HTTP status that no retry will fix.
@@ -168,7 +222,8 @@ func (b *bridge) down(ctx context.Context) error {
 			}
 			return fmt.Errorf("reading from %s: %w", b.endpoint, err)
 		}
-		if resp, ok := msg.(*jsonrpc.Response); ok {
+		resp, isResp := msg.(*jsonrpc.Response)
+		if isResp {
 			if _, isInit := b.initIDs.LoadAndDelete(resp.ID); isInit && resp.Error == nil {
 				var res struct {
 					ProtocolVersion string `json:"protocolVersion"`
@@ -178,7 +233,11 @@ func (b *bridge) down(ctx context.Context) error {
 				}
 			}
 		}
-		if err := b.local.Write(ctx, msg); err != nil {
+		err = b.local.Write(ctx, msg)
+		if isResp {
+			b.track(resp.ID, false)
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}

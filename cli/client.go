@@ -1,0 +1,227 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// token returns the bearer token: from --token-file when given, else
+// GANTRY_TOKEN, else the default token file.
+func (a *app) token() (string, error) {
+	if !a.g.tokenFileSet {
+		if t, ok := a.lookupEnv("GANTRY_TOKEN"); ok && strings.TrimSpace(t) != "" {
+			return strings.TrimSpace(t), nil
+		}
+	}
+	data, err := os.ReadFile(a.g.tokenFile)
+	if err != nil {
+		reason := err.Error()
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			reason = fmt.Sprintf("cannot read %s: %v", pe.Path, pe.Err)
+		}
+		return "", fmt.Errorf("no token: run gantry dev first, or set GANTRY_TOKEN (%s)", reason)
+	}
+	t := strings.TrimSpace(string(data))
+	if t == "" {
+		return "", fmt.Errorf("no token: %s is empty: run gantry dev first, or set GANTRY_TOKEN", a.g.tokenFile)
+	}
+	return t, nil
+}
+
+// endpoint checks and returns the --addr URL.
+func (a *app) endpoint() (string, error) {
+	u, err := url.Parse(a.g.addr)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", usagef("", "--addr %q: expected an http or https URL such as %s", a.g.addr, defaultAddr)
+	}
+	return a.g.addr, nil
+}
+
+// client is an MCP client session with the gantry server.
+type client struct {
+	addr    string
+	session *sdk.ClientSession
+	rt      *authTransport
+
+	progressSeq atomic.Int64
+	progress    sync.Map // progress token (string) -> func(*sdk.ProgressNotificationParams)
+}
+
+// connect opens a session with the server.
+func (a *app) connect(ctx context.Context) (*client, error) {
+	addr, err := a.endpoint()
+	if err != nil {
+		return nil, err
+	}
+	token, err := a.token()
+	if err != nil {
+		return nil, err
+	}
+	c := &client{addr: addr, rt: &authTransport{token: token, base: &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 5 * time.Second,
+	}}}
+	mc := sdk.NewClient(&sdk.Implementation{Name: "gantry-cli", Version: buildVersion()}, &sdk.ClientOptions{
+		Capabilities:                &sdk.ClientCapabilities{},
+		ProgressNotificationHandler: c.onProgress,
+	})
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	session, err := mc.Connect(cctx, &sdk.StreamableClientTransport{
+		Endpoint:             addr,
+		HTTPClient:           &http.Client{Transport: c.rt},
+		DisableStandaloneSSE: true,
+	}, nil)
+	if err != nil {
+		c.rt.base.CloseIdleConnections()
+		return nil, c.explain(ctx, err)
+	}
+	c.session = session
+	return c, nil
+}
+
+func (c *client) Close() {
+	if c.session != nil {
+		_ = c.session.Close()
+	}
+	c.rt.base.CloseIdleConnections()
+}
+
+// toolError is a tool's own error result: its text says what is wrong and
+// how to fix it.
+type toolError struct{ text string }
+
+func (e *toolError) Error() string { return e.text }
+
+// call calls a tool and decodes its structured result into out.
+func (c *client) call(ctx context.Context, tool string, args, out any) error {
+	return c.callWithProgress(ctx, tool, args, out, nil)
+}
+
+// callWithProgress is call with a progress token whose notifications go to
+// onProgress.
+func (c *client) callWithProgress(ctx context.Context, tool string, args, out any, onProgress func(*sdk.ProgressNotificationParams)) error {
+	params := &sdk.CallToolParams{Name: tool, Arguments: args}
+	if onProgress != nil {
+		token := fmt.Sprintf("gantry-cli-%d", c.progressSeq.Add(1))
+		c.progress.Store(token, onProgress)
+		defer c.progress.Delete(token)
+		params.SetProgressToken(token)
+	}
+	res, err := c.session.CallTool(ctx, params)
+	if err != nil {
+		return c.explain(ctx, err)
+	}
+	if res.IsError {
+		var parts []string
+		for _, ct := range res.Content {
+			if t, ok := ct.(*sdk.TextContent); ok {
+				parts = append(parts, t.Text)
+			}
+		}
+		if len(parts) == 0 {
+			parts = []string{tool + " failed without a message"}
+		}
+		return &toolError{text: strings.Join(parts, "\n")}
+	}
+	if out == nil {
+		return nil
+	}
+	if res.StructuredContent == nil {
+		return fmt.Errorf("%s returned no structured result: is the server at %s a gantry server of the same version?", tool, c.addr)
+	}
+	data, err := json.Marshal(res.StructuredContent)
+	if err == nil {
+		err = json.Unmarshal(data, out)
+	}
+	if err != nil {
+		return fmt.Errorf("decoding the result of %s: %w", tool, err)
+	}
+	return nil
+}
+
+func (c *client) onProgress(_ context.Context, req *sdk.ProgressNotificationClientRequest) {
+	if req == nil || req.Params == nil {
+		return
+	}
+	token, ok := req.Params.ProgressToken.(string)
+	if !ok {
+		return
+	}
+	if fn, ok := c.progress.Load(token); ok {
+		fn.(func(*sdk.ProgressNotificationParams))(req.Params)
+	}
+}
+
+// explain turns transport failures into messages that say what to do.
+func (c *client) explain(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	switch c.rt.status.Load() {
+	case http.StatusUnauthorized:
+		return fmt.Errorf("the gantry server at %s rejected the token: use that server's admin token (GANTRY_TOKEN, or --token-file; default %s)", c.addr, defaultTokenFile)
+	case http.StatusForbidden:
+		return fmt.Errorf("the gantry server at %s refused the request (403 Forbidden): %v", c.addr, err)
+	case http.StatusNotFound:
+		return fmt.Errorf("%s has no MCP endpoint (404 Not Found): check --addr or GANTRY_ADDR (default %s)", c.addr, defaultAddr)
+	}
+	if derr := c.rt.dialErr(); derr != nil {
+		if errors.Is(derr, syscall.ECONNREFUSED) {
+			return fmt.Errorf("cannot reach gantry at %s: is `gantry dev` running? (start it with: gantry dev)", c.addr)
+		}
+		return fmt.Errorf("cannot reach gantry at %s (%v): is `gantry dev` running? (start it with: gantry dev)", c.addr, derr)
+	}
+	return fmt.Errorf("talking to gantry at %s: %w", c.addr, err)
+}
+
+// authTransport adds the bearer token and remembers the last HTTP status
+// and network error, which the MCP client does not surface in a typed way.
+type authTransport struct {
+	token  string
+	base   *http.Transport
+	status atomic.Int32
+	mu     sync.Mutex
+	netErr error
+}
+
+func (t *authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+t.token)
+	resp, err := t.base.RoundTrip(r)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			t.mu.Lock()
+			t.netErr = op
+			t.mu.Unlock()
+		}
+		return nil, err
+	}
+	t.status.Store(int32(resp.StatusCode))
+	return resp, nil
+}
+
+func (t *authTransport) dialErr() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.netErr
+}
+
+// progressParams is a progress notification from the server.
+type progressParams = sdk.ProgressNotificationParams

@@ -1,0 +1,24 @@
+// Command gantry is Gantry's single binary: the command-line client (package
+// cli, an MCP client of the server) and the server-side commands registered
+// below.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/gantry-dev/gantry/cli"
+)
+
+func main() {
+	// Server-side commands are registered here so that package cli stays a
+	// pure MCP client. Add them as they land, for example:
+	//	cli.Register("dev", "run a single-node cluster in this process", cluster.RunDev)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,7 +18,7 @@ import (
 // bridged starts Bridge between an in-process stdio pipe pair and the
 // endpoint, and returns a client session over the pipes and a func that
 // closes the client side and returns Bridge's error.
-func bridged(t *testing.T, endpoint, token string) (*sdk.ClientSession, func() error) {
+func bridged(t *testing.T, endpoint, token string, opts *sdk.ClientOptions, version string) (*sdk.ClientSession, func() error) {
 	t.Helper()
 	clientToBridgeR, clientToBridgeW := io.Pipe()
 	bridgeToClientR, bridgeToClientW := io.Pipe()
@@ -27,8 +28,8 @@ func bridged(t *testing.T, endpoint, token string) (*sdk.ClientSession, func() e
 		bridgeToClientW.Close()
 		done <- err
 	}()
-	client := sdk.NewClient(&sdk.Implementation{Name: "desktop", Version: "1"}, nil)
-	cs, err := client.Connect(context.Background(), &sdk.IOTransport{Reader: bridgeToClientR, Writer: clientToBridgeW}, nil)
+	client := sdk.NewClient(&sdk.Implementation{Name: "desktop", Version: "1"}, opts)
+	cs, err := client.Connect(context.Background(), &sdk.IOTransport{Reader: bridgeToClientR, Writer: clientToBridgeW}, &sdk.ClientSessionOptions{ProtocolVersion: version})
 	if err != nil {
 		t.Fatalf("connect through bridge: %v", err)
 	}
@@ -45,8 +46,16 @@ func bridged(t *testing.T, endpoint, token string) (*sdk.ClientSession, func() e
 }
 
 func TestBridge(t *testing.T) {
+	for _, version := range []string{"", "2025-06-18"} {
+		t.Run("protocol "+version, func(t *testing.T) { testBridge(t, version) })
+	}
+}
+
+func testBridge(t *testing.T, version string) {
 	e := newEnv(t)
-	cs, stop := bridged(t, e.http.URL+"/mcp", testToken)
+	var progress atomic.Int32
+	opts := &sdk.ClientOptions{ProgressNotificationHandler: func(context.Context, *sdk.ProgressNotificationClientRequest) { progress.Add(1) }}
+	cs, stop := bridged(t, e.http.URL+"/mcp", testToken, opts, version)
 	tools, err := cs.ListTools(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -59,6 +68,16 @@ func TestBridge(t *testing.T) {
 		t.Errorf("deploy through bridge = %+v", got)
 	}
 	wantToolError(t, call(t, cs, api.ToolGetService, api.NameInput{Name: "nope"}), "not found")
+	// Progress notifications make it through the bridge too.
+	params := &sdk.CallToolParams{Name: api.ToolPullImage, Arguments: api.PullImageInput{Ref: "127.0.0.1:5000/demo/web:1"}}
+	params.SetProgressToken(42)
+	res, err = cs.CallTool(context.Background(), params)
+	if err != nil || res.IsError {
+		t.Fatalf("pull through bridge: %v %v", err, res)
+	}
+	if n := progress.Load(); n < 3 {
+		t.Errorf("got %d progress notifications through the bridge", n)
+	}
 	if err := stop(); err != nil {
 		t.Errorf("Bridge = %v", err)
 	}

@@ -69,7 +69,8 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s.srv = sdk.NewServer(&sdk.Implementation{Name: "gantry", Title: "Gantry", Version: version}, &sdk.ServerOptions{
 		Instructions: instructions,
-		Logger:       log.With("component", "mcp-sdk"),
+		// The SDK logs every (per-request, stateless) session at Info.
+		Logger:       slog.New(minLevel{log.Handler(), slog.LevelWarn}).With("component", "mcp-sdk"),
 		Capabilities: &sdk.ServerCapabilities{Tools: &sdk.ToolCapabilities{}},
 	})
 	s.addTools()
@@ -79,7 +80,7 @@ func NewServer(cfg Config) (*Server, error) {
 	// Progress notifications still reach the client on the POST's stream.
 	stream := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s.srv }, &sdk.StreamableHTTPOptions{
 		Stateless: true,
-		Logger:    log.With("component", "mcp-http"),
+		Logger:    slog.New(minLevel{log.Handler(), slog.LevelWarn}).With("component", "mcp-http"),
 	})
 	s.handler = checkOrigin(requireToken(cfg.Token, stream))
 	return s, nil
@@ -190,4 +191,22 @@ func writeJSONError(w http.ResponseWriter, code int, body string) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	_, _ = w.Write([]byte(body))
+}
+
+// minLevel drops records below min: the SDK's chatter stays out of the log.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(attrs), h.min}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.min}
 }

@@ -462,6 +462,9 @@ func TestToolCallsAreLoggedWithoutArguments(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, logs)
 		}
 	}
+	if strings.Contains(logs, "session connected") {
+		t.Errorf("the SDK's per-session chatter is logged:\n%s", logs)
+	}
 	if strings.Contains(logs, "demo/web:1") {
 		t.Errorf("log contains tool arguments:\n%s", logs)
 	}

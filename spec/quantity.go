@@ -42,31 +42,53 @@ const (
 	bytesHint = `write a size as bytes ("1048576") or with a suffix: Ki Mi Gi Ti Pi Ei (powers of 1024) or k M G T P E (powers of 1000), e.g. "64Mi"`
 )
 
+// quantityKind describes one kind of quantity for parseQuantity.
+type quantityKind struct {
+	what     string              // "CPU", "size"
+	hint     string              // how to write one
+	fraction string              // message for values finer than the unit
+	units    map[string]*big.Int // suffix -> multiplier
+}
+
 var (
-	cpuUnits = map[string]*big.Int{
-		"":  big.NewInt(1000), // cores
-		"m": big.NewInt(1),    // millicores
+	cpuKind = quantityKind{
+		what:     "CPU",
+		hint:     cpuHint,
+		fraction: "CPU is finer than one millicore (0.001 cores)",
+		units: map[string]*big.Int{
+			"":  big.NewInt(1000), // cores
+			"m": big.NewInt(1),    // millicores
+		},
 	}
-	bytesUnits = func() map[string]*big.Int {
-		u := map[string]*big.Int{"": big.NewInt(1)}
-		bin := new(big.Int).SetInt64(1)
-		dec := new(big.Int).SetInt64(1)
-		for _, p := range []string{"K", "M", "G", "T", "P", "E"} {
-			bin = new(big.Int).Mul(bin, big.NewInt(1024))
-			dec = new(big.Int).Mul(dec, big.NewInt(1000))
-			u[p+"i"] = bin
-			u[p] = dec
-		}
-		u["k"] = u["K"]
-		return u
-	}()
+	bytesKind = quantityKind{
+		what:     "size",
+		hint:     bytesHint,
+		fraction: "size is not a whole number of bytes",
+		units:    bytesUnits(),
+	}
 )
+
+// bytesUnits maps size suffixes to multipliers: Ki..Ei are powers of 1024,
+// k/K..E powers of 1000.
+func bytesUnits() map[string]*big.Int {
+	u := map[string]*big.Int{"": big.NewInt(1)}
+	bin := new(big.Int).SetInt64(1)
+	dec := new(big.Int).SetInt64(1)
+	for _, p := range []string{"K", "M", "G", "T", "P", "E"} {
+		bin = new(big.Int).Mul(bin, big.NewInt(1024))
+		dec = new(big.Int).Mul(dec, big.NewInt(1000))
+		u[p+"i"] = bin
+		u[p] = dec
+	}
+	u["k"] = u["K"]
+	return u
+}
 
 // ParseCPU parses a CPU quantity in Kubernetes notation: cores ("1", "0.5",
 // "2.25", "1e1") or millicores ("250m"). Values finer than one millicore,
 // negative values and junk are errors in the errdefs.ErrInvalid category.
 func ParseCPU(s string) (MilliCPU, error) {
-	v, err := parseQuantity(s, cpuUnits, false, "CPU", cpuHint)
+	v, err := parseQuantity(s, cpuKind, false)
 	return MilliCPU(v), err
 }
 
@@ -75,17 +97,18 @@ func ParseCPU(s string) (MilliCPU, error) {
 // "1.5Gi", "1G"), or an exponent form ("1e9"). Fractions of a byte, negative
 // values, overflow and junk are errors in the errdefs.ErrInvalid category.
 func ParseBytes(s string) (Bytes, error) {
-	v, err := parseQuantity(s, bytesUnits, false, "size", bytesHint)
+	v, err := parseQuantity(s, bytesKind, false)
 	return Bytes(v), err
 }
 
 // parseQuantity parses "<digits>[.<digits>]<suffix>" exactly, where suffix is
-// a key of units or a decimal exponent ("e3", "E-2"). The value times the unit
-// must be a whole number that fits an int64. Negative values are accepted only
-// when allowNeg is set (for JSON decoding of stored values).
-func parseQuantity(in string, units map[string]*big.Int, allowNeg bool, what, hint string) (int64, error) {
+// a key of k.units or a decimal exponent ("e3", "E-2"). The value times the
+// unit must be a whole number that fits an int64. Negative values are accepted
+// only when allowNeg is set (for JSON decoding of stored values).
+func parseQuantity(in string, k quantityKind, allowNeg bool) (int64, error) {
+	what, units := k.what, k.units
 	fail := func(format string, args ...any) (int64, error) {
-		return 0, &valueError{Value: in, Msg: fmt.Sprintf(format, args...), Hint: hint}
+		return 0, &valueError{Value: in, Msg: fmt.Sprintf(format, args...), Hint: k.hint}
 	}
 	s := strings.TrimSpace(in)
 	if s == "" {
@@ -142,10 +165,7 @@ mantissa:
 	if scale > 0 {
 		q, r := new(big.Int).QuoRem(v, pow10(scale), new(big.Int))
 		if r.Sign() != 0 {
-			if what == "CPU" {
-				return fail("CPU is finer than one millicore (0.001 cores)")
-			}
-			return fail("%s is not a whole number of bytes", what)
+			return fail("%s", k.fraction)
 		}
 		v = q
 	}
@@ -204,7 +224,7 @@ func (c *MilliCPU) UnmarshalJSON(data []byte) error {
 	if err != nil || !ok {
 		return err
 	}
-	v, err := parseQuantity(text, cpuUnits, true, "CPU", cpuHint)
+	v, err := parseQuantity(text, cpuKind, true)
 	if err != nil {
 		return err
 	}
@@ -274,7 +294,7 @@ func (b *Bytes) UnmarshalJSON(data []byte) error {
 	if err != nil || !ok {
 		return err
 	}
-	v, err := parseQuantity(text, bytesUnits, true, "size", bytesHint)
+	v, err := parseQuantity(text, bytesKind, true)
 	if err != nil {
 		return err
 	}

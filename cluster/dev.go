@@ -1,0 +1,271 @@
+// Package cluster wires Gantry's parts into running processes: `gantry dev`
+// (a whole single-node cluster in one process) and the Backend that serves
+// the MCP tools from the state store, image store and worker.
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/gantry-dev/gantry/controller"
+	"github.com/gantry-dev/gantry/errdefs"
+	"github.com/gantry-dev/gantry/image"
+	"github.com/gantry-dev/gantry/mcp"
+	"github.com/gantry-dev/gantry/network"
+	"github.com/gantry-dev/gantry/runtime"
+	"github.com/gantry-dev/gantry/state"
+	"github.com/gantry-dev/gantry/worker"
+)
+
+// DefaultDataDir is where gantry dev keeps everything unless told otherwise.
+const DefaultDataDir = "/var/lib/gantry"
+
+// DevOptions configure `gantry dev`.
+type DevOptions struct {
+	DataDir    string
+	Listen     string
+	OCIRuntime string
+	Insecure   []string
+	NodeName   string
+	LogLevel   slog.Level
+	Subnet     string
+	Bridge     string
+	PortRange  [2]int
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// ParseDevFlags parses the flags of `gantry dev`.
+func ParseDevFlags(args []string, stderr io.Writer) (*DevOptions, error) {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := &DevOptions{}
+	var insecure stringList
+	var level, ports string
+	host, _ := os.Hostname()
+	fs.StringVar(&o.DataDir, "data-dir", DefaultDataDir, "directory for all state: Raft log, images, instances, admin token")
+	fs.StringVar(&o.Listen, "listen", "127.0.0.1:7433", "address of the MCP endpoint (served at /mcp); loopback only until TLS is configured")
+	fs.StringVar(&o.OCIRuntime, "oci-runtime", "runc", "runc-compatible OCI runtime binary: a name on PATH or a path (runc, crun, youki)")
+	fs.Var(&insecure, "insecure-registry", "registry host[:port] that may be reached over plain http (repeatable; loopback registries always may)")
+	fs.StringVar(&o.NodeName, "node-name", host, "this node's name")
+	fs.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&o.Subnet, "subnet", "10.88.0.0/16", "container network subnet")
+	fs.StringVar(&o.Bridge, "bridge", "gantry0", "container network bridge name")
+	fs.StringVar(&ports, "port-range", "20000-32767", "host ports for dynamically published ports, LO-HI")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: gantry dev [flags]\n\nRuns a single-node Gantry cluster in this process and serves its MCP endpoint.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, errdefs.WithHint(fmt.Errorf("%v: %w", err, errdefs.ErrInvalid), "see gantry dev -h")
+	}
+	if fs.NArg() > 0 {
+		return nil, errdefs.WithHint(fmt.Errorf("unexpected argument %q: %w", fs.Arg(0), errdefs.ErrInvalid), "gantry dev takes only flags")
+	}
+	o.Insecure = insecure
+	if err := o.LogLevel.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error: %w", level, errdefs.ErrInvalid)
+	}
+	lo, hi, ok := strings.Cut(ports, "-")
+	a, err1 := strconv.Atoi(lo)
+	b, err2 := strconv.Atoi(hi)
+	if !ok || err1 != nil || err2 != nil || a < 1024 || b > 65535 || a >= b {
+		return nil, fmt.Errorf("--port-range %q: want LO-HI with 1024 <= LO < HI <= 65535: %w", ports, errdefs.ErrInvalid)
+	}
+	o.PortRange = [2]int{a, b}
+	if !filepath.IsAbs(o.DataDir) {
+		abs, err := filepath.Abs(o.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		o.DataDir = abs
+	}
+	h, _, err := net.SplitHostPort(o.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %q: want host:port: %w", o.Listen, errdefs.ErrInvalid)
+	}
+	if ip := net.ParseIP(h); h != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return nil, errdefs.WithHint(fmt.Errorf("--listen %q: a non-loopback address needs TLS, which gantry dev does not serve yet: %w", o.Listen, errdefs.ErrInvalid),
+			"listen on 127.0.0.1 and reach it through an SSH tunnel")
+	}
+	if o.NodeName == "" {
+		o.NodeName = "dev"
+	}
+	return o, nil
+}
+
+// RunDev is the `gantry dev` subcommand.
+func RunDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := ParseDevFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.LogLevel}))
+	return Dev(ctx, o, log, func(endpoint, tokenFile string) {
+		fmt.Fprintf(stdout, "gantry dev is ready\n  MCP endpoint: %s\n  admin token:  %s\n  try:         gantry ps\n", endpoint, tokenFile)
+	})
+}
+
+// Dev runs a single-node cluster until ctx is done. ready is called once
+// the MCP endpoint accepts calls.
+func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoint, tokenFile string)) error {
+	if os.Geteuid() != 0 {
+		return errdefs.WithHint(fmt.Errorf("gantry dev must run as root (it creates containers, mounts and network namespaces): %w", errdefs.ErrPermission),
+			"run it with sudo")
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return fmt.Errorf("--data-dir %s: %w", o.DataDir, err)
+	}
+	unlock, err := lockDir(o.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	tokenFile := filepath.Join(o.DataDir, "admin.token")
+	token, err := ensureToken(tokenFile)
+	if err != nil {
+		return err
+	}
+
+	start := time.Now()
+	st, err := state.Open(ctx, state.Config{DataDir: o.DataDir, NodeID: o.NodeName, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	imgs, err := image.Open(filepath.Join(o.DataDir, "images"), image.Options{Insecure: o.Insecure, Logger: log})
+	if err != nil {
+		return err
+	}
+	rt, err := runtime.New(ctx, runtime.Options{Binary: o.OCIRuntime, Logger: log})
+	if err != nil {
+		return err
+	}
+	initPath, err := runtime.InstallInit(filepath.Join(o.DataDir, "bin"))
+	if err != nil {
+		return err
+	}
+	nw, err := network.New(ctx, network.Options{CacheDir: filepath.Join(o.DataDir, "cni"), Bridge: o.Bridge, Subnet: o.Subnet, Logger: log})
+	if err != nil {
+		return err
+	}
+	node := &state.Node{ID: o.NodeName, Name: o.NodeName, Addr: "127.0.0.1", Status: "ready",
+		CPU: int64(goruntime.NumCPU()) * 1000, Memory: memTotal(), Runtime: rt.Name(),
+		JoinedAt: time.Now().UTC(), SeenAt: time.Now().UTC()}
+	if old, err := st.Node(o.NodeName); err == nil {
+		node.JoinedAt = old.JoinedAt
+	}
+	if _, err := st.Apply(ctx, state.PutNode{Node: *node}); err != nil {
+		return err
+	}
+	wk, err := worker.New(worker.Config{NodeID: o.NodeName, Dir: filepath.Join(o.DataDir, "instances"), InitPath: initPath,
+		Store: st, Images: imgs, Runtime: rt, Network: nw, Logger: log, PortMin: o.PortRange[0], PortMax: o.PortRange[1]})
+	if err != nil {
+		return err
+	}
+	be := &Backend{Store: st, Images: imgs, LogPath: wk.LogPath}
+	srv, err := mcp.NewServer(mcp.Config{Services: be, Images: be, Token: token, Logger: log, Version: Version})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return errdefs.WithHint(fmt.Errorf("listen on %s: %w", o.Listen, err), "is another gantry dev running? pick another address with --listen")
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/mcp", srv.Handler())
+	mux.Handle("/mcp/", srv.Handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return controller.New(st, log).Run(gctx) })
+	g.Go(func() error { return wk.Run(gctx) })
+	g.Go(func() error { return mcp.Serve(gctx, ln, mux) })
+	endpoint := "http://" + ln.Addr().String() + "/mcp"
+	log.Info("gantry dev started", "endpoint", endpoint, "data_dir", o.DataDir, "runtime", rt.Name(), "startup", time.Since(start).Round(time.Millisecond))
+	if ready != nil {
+		ready(endpoint, tokenFile)
+	}
+	err = g.Wait()
+	log.Info("gantry dev stopped; containers keep running and are re-adopted at the next start")
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// Version is set at build time.
+var Version = "dev"
+
+// ensureToken reads the admin token, creating it (0600) on first start.
+func ensureToken(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		if t := strings.TrimSpace(string(b)); len(t) >= 32 {
+			return t, nil
+		}
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	t := hex.EncodeToString(b[:])
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(t+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write admin token: %w", err)
+	}
+	return t, os.Rename(tmp, path)
+}
+
+// lockDir takes an exclusive lock on the data directory.
+func lockDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "gantry.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, errdefs.WithHint(fmt.Errorf("data dir %s is in use by another gantry process: %w", dir, errdefs.ErrConflict),
+			"stop the other gantry dev, or use another --data-dir")
+	}
+	return func() { f.Close() }, nil
+}
+
+func memTotal() int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var kb int64
+		if n, _ := fmt.Sscanf(sc.Text(), "MemTotal: %d kB", &kb); n == 1 {
+			return kb << 10
+		}
+	}
+	return 0
+}

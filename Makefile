@@ -1,0 +1,48 @@
+# Gantry. The README's two commands: `make demo` and `make test`.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+GANTRY := $(BIN)/gantry
+INIT := runtime/initbin/gantry-init
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/gantry-dev/gantry/cluster.Version=$(VERSION)
+export CGO_ENABLED := 0
+
+.PHONY: all deps build init test test-short vet bench demo cluster-clean fuzz clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+# The minimal PID-1 init is built first: the gantry binary embeds it.
+init: $(INIT)
+$(INIT): $(wildcard cmd/gantry-init/*.go)
+	$(GO) build -trimpath -ldflags="-s -w" -o $@ ./cmd/gantry-init
+
+build: init
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -ldflags="$(LDFLAGS)" -o $(GANTRY) ./cmd/gantry
+
+vet: init
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+
+# Everything, with real runc, registries, CNI and network namespaces (needs root).
+test: deps build vet
+	bash scripts/test.sh
+
+test-short: init
+	$(GO) test -short ./...
+
+bench: deps build
+	bash scripts/bench.sh
+
+fuzz: init
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./spec
+
+demo: deps build
+	bash scripts/demo.sh
+
+clean:
+	rm -rf $(BIN) $(INIT)

@@ -441,5 +441,3 @@ func errorsAs(err error, target **exec.ExitError) bool {
 	}
 	return ok
 }
-
-

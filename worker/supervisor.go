@@ -669,4 +669,3 @@ func orDefault(s, d string) string {
 
 // LogPath returns the log file of an instance on this node.
 func (w *Worker) LogPath(id string) string { return filepath.Join(w.cfg.Dir, id, "container.log") }
-

@@ -10,12 +10,13 @@ import (
 	"syscall"
 
 	"github.com/gantry-dev/gantry/cli"
+	"github.com/gantry-dev/gantry/cluster"
 )
 
 func main() {
 	// Server-side commands are registered here so that package cli stays a
-	// pure MCP client. Add them as they land, for example:
-	//	cli.Register("dev", "run a single-node cluster in this process", cluster.RunDev)
+	// pure MCP client.
+	cli.Register("dev", "run a single-node cluster in this process", cluster.RunDev)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)

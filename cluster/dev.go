@@ -152,16 +152,18 @@ func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoi
 	}
 
 	start := time.Now()
+	// The runtime first: a runtime that cannot run here is the likeliest
+	// start-up failure, and it should not wait behind Raft.
+	rt, err := runtime.New(ctx, runtime.Options{Binary: o.OCIRuntime, Logger: log})
+	if err != nil {
+		return fmt.Errorf("--oci-runtime %s: %w", o.OCIRuntime, err)
+	}
 	st, err := state.Open(ctx, state.Config{DataDir: o.DataDir, NodeID: o.NodeName, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	imgs, err := image.Open(filepath.Join(o.DataDir, "images"), image.Options{Insecure: o.Insecure, Logger: log})
-	if err != nil {
-		return err
-	}
-	rt, err := runtime.New(ctx, runtime.Options{Binary: o.OCIRuntime, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -441,3 +441,24 @@ func errorsAs(err error, target **exec.ExitError) bool {
 	}
 	return ok
 }
+
+// crun refuses cgroup v1 hybrid hosts; gantry must say so before doing
+// anything else.
+func TestUnusableRuntimeFailsClearly(t *testing.T) {
+	if skipAll != "" {
+		t.Skip(skipAll)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(gantryBin, "dev", "--data-dir", dir, "--listen", "127.0.0.1:1", "--oci-runtime", "/nonexistent/runc")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "/nonexistent/runc") || !strings.Contains(string(out), "not found") {
+		t.Fatalf("missing runtime: err %v\n%s", err, out)
+	}
+	if !has("crun") || !exists("/sys/fs/cgroup/unified/cgroup.controllers") {
+		t.Skip("crun not installed or host not in cgroup v1 hybrid mode")
+	}
+	out, err = exec.Command(gantryBin, "dev", "--data-dir", dir, "--listen", "127.0.0.1:1", "--oci-runtime", "crun").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "crun") || !strings.Contains(string(out), "hybrid") {
+		t.Fatalf("crun on a hybrid host: err %v\n%s", err, out)
+	}
+}

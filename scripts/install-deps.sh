@@ -2,7 +2,7 @@
 # Installs the Debian packages Gantry needs at run time and for its tests.
 # Idempotent: does nothing (and needs no network) when all are present.
 set -euo pipefail
-pkgs=(runc containernetworking-plugins iptables docker-registry busybox-static iproute2 util-linux procps)
+pkgs=(runc crun containernetworking-plugins iptables docker-registry busybox-static iproute2 util-linux procps)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
@@ -460,5 +461,141 @@ func TestUnusableRuntimeFailsClearly(t *testing.T) {
 	out, err = exec.Command(gantryBin, "dev", "--data-dir", dir, "--listen", "127.0.0.1:1", "--oci-runtime", "crun").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "crun") || !strings.Contains(string(out), "hybrid") {
 		t.Fatalf("crun on a hybrid host: err %v\n%s", err, out)
+	}
+}
+
+// A docker-save tarball is imported through the CLI and runs with no
+// registry at all.
+func TestImageImportRunsWithoutRegistry(t *testing.T) {
+	if skipAll != "" {
+		t.Skip(skipAll)
+	}
+	img := imagetest.Busybox(t, map[string]string{"/hello.txt": "imported\n"})
+	tarPath := t.TempDir() + "/img.tar"
+	tag, err := name.NewTag("local.test/e2e/imported:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tarball.WriteToFile(tarPath, tag, img); err != nil {
+		t.Fatal(err)
+	}
+	d := startDev(t)
+	out, err := d.cli("image", "import", tarPath)
+	if err != nil || !strings.Contains(out, "local.test/e2e/imported:1") {
+		t.Fatalf("image import: %v\n%s", err, out)
+	}
+	out, err = d.cli("image", "ls")
+	if err != nil || !strings.Contains(out, "local.test/e2e/imported:1") {
+		t.Fatalf("image ls: %v\n%s", err, out)
+	}
+	f := t.TempDir() + "/svc.yaml"
+	os.WriteFile(f, []byte("name: imp\nimage: local.test/e2e/imported:1\ncommand: [sh, -c, 'cat /hello.txt; sleep 1000']\n"), 0o644)
+	out, err = d.cli("deploy", "-f", f, "--timeout", "60s")
+	if err != nil {
+		t.Fatalf("deploy of an imported image: %v\n%s\n%s", err, out, d.log())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _ = d.cli("logs", "imp")
+		if strings.Contains(out, "imported") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gantry logs imp: %s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Stop sends the spec's signal and waits the grace period before SIGKILL.
+func TestStopSignalAndGrace(t *testing.T) {
+	ref := webImage(t)
+	d := startDev(t)
+	d.deploy(fmt.Sprintf("name: polite\nimage: %s\ncommand: [sh, -c, 'trap \"exit 0\" USR1; while true; do sleep 0.1; done']\nstop: {signal: SIGUSR1, grace: 20s}\n", ref))
+	d.deploy(fmt.Sprintf("name: stubborn\nimage: %s\ncommand: [sh, -c, 'trap \"\" TERM; while true; do sleep 0.1; done']\nstop: {grace: 2s}\n", ref))
+	d.waitFor("polite", 60*time.Second, "running", running(1))
+	d.waitFor("stubborn", 60*time.Second, "running", running(1))
+	stopTime := func(name string) time.Duration {
+		id := d.service(name).Instances[0].ID
+		start := time.Now()
+		d.call("scale_service", map[string]any{"name": name, "replicas": 0}, nil)
+		for {
+			found := false
+			for _, c := range d.runcContainers() {
+				found = found || c == id
+			}
+			if !found {
+				return time.Since(start)
+			}
+			if time.Since(start) > 30*time.Second {
+				t.Fatalf("%s never stopped", name)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if dt := stopTime("polite"); dt > 5*time.Second {
+		t.Fatalf("a process that exits on the stop signal took %v to stop (grace 20s): the signal was not delivered", dt)
+	}
+	if dt := stopTime("stubborn"); dt < 2*time.Second || dt > 10*time.Second {
+		t.Fatalf("a process ignoring SIGTERM stopped after %v; want the 2s grace, then SIGKILL", dt)
+	}
+}
+
+// An instance whose check starts failing is restarted.
+func TestUnhealthyInstanceIsRestarted(t *testing.T) {
+	ref := webImage(t)
+	d := startDev(t)
+	d.deploy(fmt.Sprintf(`
+name: flaky
+image: %s
+command: ["sh", "-c", "touch /tmp/ok; sleep 2; rm /tmp/ok; sleep 1000"]
+health: {exec: {command: [test, -f, /tmp/ok]}, interval: 500ms, timeout: 400ms, failures: 2}
+`, ref))
+	d.waitFor("flaky", 30*time.Second, "healthy", running(1))
+	s := d.waitFor("flaky", 30*time.Second, "a restart for health", func(s api.ServiceStatus) bool {
+		return len(s.Instances) == 1 && s.Instances[0].Restarts >= 1
+	})
+	in := s.Instances[0]
+	if in.Reason != "Unhealthy" {
+		t.Fatalf("last exit reason %q, want Unhealthy", in.Reason)
+	}
+	found := false
+	for _, ev := range s.Events {
+		found = found || ev.Type == "Unhealthy"
+	}
+	if !found {
+		t.Fatalf("no Unhealthy event: %+v", s.Events)
+	}
+}
+
+// Scaling up and down through the CLI keeps slots unique.
+func TestScaleThroughCLI(t *testing.T) {
+	ref := webImage(t)
+	d := startDev(t)
+	d.deploy(fmt.Sprintf("name: sc\nimage: %s\ncommand: [sleep, '1000']\nreplicas: 1\n", ref))
+	d.waitFor("sc", 60*time.Second, "1 running", running(1))
+	if out, err := d.cli("scale", "sc", "4"); err != nil {
+		t.Fatalf("scale: %v %s", err, out)
+	}
+	s := d.waitFor("sc", 60*time.Second, "4 running", running(4))
+	slots := map[int]bool{}
+	for _, in := range s.Instances {
+		slots[in.Slot] = true
+	}
+	if len(slots) != 4 || s.Version != 1 {
+		t.Fatalf("slots %v version %d", slots, s.Version)
+	}
+	if out, err := d.cli("scale", "sc", "2"); err != nil {
+		t.Fatalf("scale down: %v %s", err, out)
+	}
+	d.waitFor("sc", 60*time.Second, "2 running", running(2))
+	if got := len(d.runcContainers()); got != 2 {
+		time.Sleep(2 * time.Second)
+		if got = len(d.runcContainers()); got != 2 {
+			t.Fatalf("%d runc containers after scaling to 2", got)
+		}
+	}
+	if out, err := d.cli("scale", "sc", "-1"); err == nil {
+		t.Fatalf("scale to -1 accepted: %s", out)
 	}
 }

@@ -74,9 +74,6 @@ type BundleInput struct {
 	Users UserLookup
 }
 
-// InitEnabled reports whether s runs Gantry's init as PID 1 (the default).
-func InitEnabled(s spec.Service) bool { return s.Init == nil || *s.Init }
-
 // DefaultCgroupsPath is the cgroup a container gets when BundleInput does not
 // name one.
 func DefaultCgroupsPath(id string) string { return "/gantry/" + id }
@@ -95,7 +92,7 @@ func BuildSpec(in BundleInput) (*specs.Spec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", in.ID, err)
 	}
-	useInit := InitEnabled(in.Service)
+	useInit := in.Service.InitEnabled()
 	if useInit {
 		if in.InitPath == "" {
 			return nil, fmt.Errorf("bundle %s: the init is enabled but no init binary was given (BundleInput.InitPath; see InstallInit): %w", in.ID, errdefs.ErrInvalid)

@@ -14,9 +14,10 @@ import (
 // initFS holds gantry-init when it was built before this package was
 // compiled. The Makefile builds cmd/gantry-init into initbin/ before every
 // `go build` and `go test`; initbin/README.md keeps the pattern matching on
-// a clean clone, where the binary is absent until `make` has run.
+// a clean clone, where the binary is absent until `make` has run. (Naming
+// the directory leaves out dot files such as a build's temporary output.)
 //
-//go:embed initbin/*
+//go:embed initbin
 var initFS embed.FS
 
 const initName = "gantry-init"

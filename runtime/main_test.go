@@ -73,7 +73,8 @@ func buildInit() (string, error) {
 	if err != nil {
 		goBin = filepath.Join(goruntime.GOROOT(), "bin", "go")
 	}
-	tmp := bin + fmt.Sprintf(".tmp-%d", os.Getpid())
+	// A dot file, so that a concurrent build does not embed it.
+	tmp := filepath.Join(filepath.Dir(bin), fmt.Sprintf(".%s.tmp-%d", initName, os.Getpid()))
 	cmd := exec.Command(goBin, "build", "-trimpath", "-ldflags=-s -w", "-o", tmp, "./cmd/gantry-init")
 	cmd.Dir = filepath.Dir(filepath.Dir(srcDir)) // the module root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -109,6 +110,12 @@ func cleanupTestCgroups() {
 		dirs = append(dirs, d)
 	}
 	for _, d := range dirs {
+		// Leaf cgroups that a failed delete left behind, then the parent;
+		// rmdir fails on a cgroup that still has processes.
+		leaves, _ := filepath.Glob(filepath.Join(d, testTag+"-*"))
+		for _, l := range leaves {
+			_ = os.Remove(l)
+		}
 		_ = os.Remove(d)
 	}
 }
@@ -205,7 +212,7 @@ type testContainer struct {
 // newContainer builds the bundle for svc over a fresh busybox rootfs.
 func newContainer(t *testing.T, name string, svc spec.Service) *testContainer {
 	t.Helper()
-	if InitEnabled(svc) {
+	if svc.InitEnabled() {
 		requireInit(t)
 	}
 	rootfs := busyboxRootfs(t)

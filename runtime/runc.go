@@ -38,6 +38,10 @@ const DefaultRoot = "/run/gantry/runc"
 // maxExecOutput bounds the combined output Exec returns.
 const maxExecOutput = 64 << 10
 
+// execKillWait bounds how long a cancelled Exec waits for the exec'd
+// process to appear, and then for the runtime CLI to exit.
+const execKillWait = 5 * time.Second
+
 // cleanupTimeout bounds deleting a half-created container.
 const cleanupTimeout = 10 * time.Second
 
@@ -191,14 +195,14 @@ func (r *Runtime) Start(ctx context.Context, id, bundleDir string, s *specs.Spec
 		r.cleanupFailedStart(ctx, id, pidFile)
 		return 0, fmt.Errorf("start container %s: %w", id, err)
 	}
-	if usesInit(s) && !waitSignalsCaught(ctx, pid, initReadyTimeout) {
+	if usesInit(s) && !waitInitReady(ctx, pid, initReadyTimeout) {
 		r.log.Warn("gantry-init did not install its signal handlers in time; an early stop signal may be lost", "instance", id, "pid", pid)
 	}
 	r.log.Debug("container started", "instance", id, "pid", pid)
 	return pid, nil
 }
 
-// initReadyTimeout bounds how long Start waits for gantry-init to catch
+// initReadyTimeout bounds how long Start waits for gantry-init to forward
 // signals.
 const initReadyTimeout = 2 * time.Second
 
@@ -206,29 +210,29 @@ func usesInit(s *specs.Spec) bool {
 	return s.Process != nil && len(s.Process.Args) > 0 && s.Process.Args[0] == InitMountPath
 }
 
-// waitSignalsCaught waits until process pid catches SIGTERM. The kernel
-// discards a signal sent to a PID namespace's init that has no handler for
-// it, so until gantry-init has started, a stop request would be lost.
-func waitSignalsCaught(ctx context.Context, pid int, timeout time.Duration) bool {
+// initReadyName is the name (/proc/PID/comm) gantry-init takes once it
+// forwards signals (see cmd/gantry-init).
+const initReadyName = "gantry-init"
+
+// waitInitReady waits until gantry-init (pid) has taken its ready name.
+// Until then a signal would be lost: `start` returns before the container
+// process has even exec'd the init, and the kernel discards signals sent to
+// a PID namespace's init that has no handler for them.
+func waitInitReady(ctx context.Context, pid int, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
-	statusPath := fmt.Sprintf("/proc/%d/status", pid)
+	commPath := fmt.Sprintf("/proc/%d/comm", pid)
 	for {
-		data, err := os.ReadFile(statusPath)
+		data, err := os.ReadFile(commPath)
 		if err != nil {
 			return false // gone already
 		}
-		for _, line := range strings.Split(string(data), "\n") {
-			if v, ok := strings.CutPrefix(line, "SigCgt:"); ok {
-				mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-				if err == nil && mask&(1<<(unix.SIGTERM-1)) != 0 {
-					return true
-				}
-			}
+		if strings.TrimSpace(string(data)) == initReadyName {
+			return true
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return false
 		}
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -451,12 +455,22 @@ func (r *Runtime) run(ctx context.Context, o runOpts, args ...string) ([]byte, e
 	}
 	if o.execPIDFile != "" {
 		cmd.Cancel = func() error {
-			if pid, err := readPIDFile(o.execPIDFile); err == nil {
-				return unix.Kill(pid, unix.SIGKILL)
+			// The runtime writes the pid file once the process exists;
+			// give a slow setup time to get there.
+			deadline := time.Now().Add(execKillWait)
+			for {
+				if pid, err := readPIDFile(o.execPIDFile); err == nil {
+					return unix.Kill(pid, unix.SIGKILL)
+				}
+				if time.Now().After(deadline) {
+					return cmd.Process.Kill()
+				}
+				time.Sleep(10 * time.Millisecond)
 			}
-			return cmd.Process.Kill() // not started yet
 		}
-		cmd.WaitDelay = 5 * time.Second
+		// Then allow the CLI to reap the process and exit, and output
+		// pipes held by the process's own children to close.
+		cmd.WaitDelay = execKillWait
 	}
 	runErr := cmd.Run()
 	if runErr == nil {

@@ -207,7 +207,7 @@ func TestExecListStateDelete(t *testing.T) {
 	if err := r.Kill(ctx, c.id, syscall.SIGTERM, false); err != nil {
 		t.Errorf("Kill after Delete: %v", err)
 	}
-	if _, _, err := r.Exec(ctx, c.id, []string{"true"}, time.Second); !errdefs.IsNotFound(err) {
+	if _, _, err := r.Exec(ctx, c.id, []string{"true"}, 10*time.Second); !errdefs.IsNotFound(err) {
 		t.Errorf("Exec after Delete: err = %v, want ErrNotFound", err)
 	}
 }
@@ -376,5 +376,37 @@ func TestWaitNotOurChild(t *testing.T) {
 	helperDone = true
 	if err := helper.Wait(); err != nil {
 		t.Errorf("helper: %v", err)
+	}
+}
+
+// TestWaitReapsOrphanedExec leaves a process in the container whose parent
+// (a detached `runc exec`) is gone, so it is re-parented to this subreaper.
+// When the container is killed, its init cannot finish exiting until that
+// process is reaped; Wait must notice and reap it.
+func TestWaitReapsOrphanedExec(t *testing.T) {
+	t.Parallel()
+	r := newTestRuntime(t)
+	c := newContainer(t, "orphan", spec.Service{Command: []string{"sleep", "1000"}})
+	pid := c.start(t, r)
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devnull.Close()
+	ctx := context.Background()
+	if _, err := r.run(ctx, runOpts{stdout: devnull, stderr: devnull}, "exec", "--detach", c.id, "sleep", "1000"); err != nil {
+		t.Fatalf("exec --detach: %v", err)
+	}
+	if err := r.Kill(ctx, c.id, syscall.SIGKILL, false); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	ex, err := r.Wait(ctx, c.id, pid)
+	if err != nil {
+		t.Fatalf("Wait: %v (the init stayed stuck behind the orphan)", err)
+	}
+	if ex.Code != 137 || !ex.Known {
+		t.Errorf("exit = %+v, want 137 known", ex)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -24,6 +25,9 @@ import (
 // delete it. Wait never waits for arbitrary children (no wait4(-1)), so it
 // does not steal exit statuses from os/exec users in the same process.
 //
+// While it waits, Wait also reaps orphans that would keep the container's
+// init from finishing its exit (see orphans.go).
+//
 // When the container runs gantry-init, an exit code 128+N is the init
 // passing on its child's death by signal N, and Signal is set accordingly.
 func (r *Runtime) Wait(ctx context.Context, id string, pid int) (Exit, error) {
@@ -31,7 +35,15 @@ func (r *Runtime) Wait(ctx context.Context, id string, pid int) (Exit, error) {
 	// gone once the caller deletes the container.
 	cgroupsPath, withInit := r.containerConfig(ctx, id)
 
-	ex, err := waitPID(ctx, pid)
+	ex, err := waitPID(ctx, pid, func() {
+		if !processExiting(pid) {
+			return
+		}
+		n, err := reapOrphans()
+		if n > 0 || err != nil {
+			r.log.Warn("reaped orphaned container processes that kept the container's init from exiting", "instance", id, "reaped", n, "err", err)
+		}
+	})
 	if err != nil {
 		return Exit{}, fmt.Errorf("wait for container %s (pid %d): %w", id, pid, err)
 	}
@@ -75,11 +87,16 @@ func (r *Runtime) containerConfig(ctx context.Context, id string) (cgroupsPath s
 // longAgo is a deadline in the past, to wake a blocked pidfd read.
 var longAgo = time.Unix(1, 0)
 
+// waitTick is how often a waiting Wait checks that the init is not stuck
+// exiting behind orphans (see orphans.go).
+const waitTick = time.Second
+
 // waitPID waits for pid to exit through a pidfd on the Go netpoller (a
 // pidfd becomes readable when its process exits), so ctx can interrupt it.
 // Our child is reaped and its status returned (Known); any other process is
-// only observed to exit (Known false).
-func waitPID(ctx context.Context, pid int) (Exit, error) {
+// only observed to exit (Known false). tick, if not nil, runs every
+// waitTick while the process lives.
+func waitPID(ctx context.Context, pid int, tick func()) (Exit, error) {
 	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
 	if errors.Is(err, unix.EINVAL) { // kernel before 5.10: no PIDFD_NONBLOCK
 		if fd, err = unix.PidfdOpen(pid, 0); err == nil {
@@ -102,15 +119,35 @@ func waitPID(ctx context.Context, pid int) (Exit, error) {
 	if err != nil {
 		return Exit{}, err
 	}
-	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(longAgo) })
+	// The deadline wakes the read for ticks and, set in the past, for
+	// cancellation; the mutex keeps a tick from re-arming a cancelled wait.
+	var (
+		mu        sync.Mutex
+		cancelled bool
+	)
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		cancelled = true
+		_ = f.SetReadDeadline(longAgo)
+	})
 	defer stop()
+	arm := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if cancelled {
+			return false
+		}
+		_ = f.SetReadDeadline(time.Now().Add(waitTick))
+		return true
+	}
 
 	var (
 		ex      Exit
 		waitErr error
 		child   = true
 	)
-	err = rc.Read(func(pfd uintptr) bool {
+	check := func(pfd uintptr) bool {
 		if child {
 			var info unix.Siginfo
 			err := unix.Waitid(unix.P_PIDFD, int(pfd), &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
@@ -141,14 +178,20 @@ func waitPID(ctx context.Context, pid int) (Exit, error) {
 			return true
 		}
 		return n > 0 && fds[0].Revents&(unix.POLLIN|unix.POLLHUP) != 0
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return Exit{}, ctx.Err()
-		}
-		return Exit{}, err
 	}
-	return ex, waitErr
+	for arm() {
+		err := rc.Read(check)
+		if err == nil {
+			return ex, waitErr
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return Exit{}, err
+		}
+		if ctx.Err() == nil && tick != nil {
+			tick()
+		}
+	}
+	return Exit{}, ctx.Err()
 }
 
 func exitFromStatus(ws unix.WaitStatus) Exit {

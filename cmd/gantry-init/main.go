@@ -20,6 +20,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"unsafe"
 )
 
 // Exit codes, as in POSIX shells.
@@ -30,8 +31,23 @@ const (
 	exitSignalBase = 128
 )
 
-// prSetChildSubreaper is PR_SET_CHILD_SUBREAPER from <linux/prctl.h>.
-const prSetChildSubreaper = 36
+// prctl options from <linux/prctl.h>.
+const (
+	prSetName           = 15
+	prSetChildSubreaper = 36
+)
+
+// readyName is the process name (/proc/PID/comm) gantry-init takes once it
+// forwards signals. Until then a signal sent to it is lost: the kernel
+// discards signals to a PID namespace's init that it does not handle, and
+// the Go runtime would treat an early SIGTERM as fatal. Gantry's runtime
+// waits for this name before Start returns.
+const readyName = "gantry-init"
+
+func init() {
+	// Keep main on the main thread, whose name is the process's comm.
+	runtime.LockOSThread()
+}
 
 func main() {
 	os.Exit(run(os.Args[1:]))
@@ -56,6 +72,8 @@ func run(args []string) int {
 	// that arrive early are forwarded once the child exists.
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs, forwardedSignals()...)
+	setName(readyName)
+	runtime.UnlockOSThread()
 
 	path, err := lookPath(argv[0])
 	if err != nil {
@@ -191,6 +209,13 @@ func execFailed(name string, err error) int {
 	}
 	warn("gantry-init: " + name + ": cannot execute: " + err.Error())
 	return exitCannotExec
+}
+
+// setName sets the calling thread's name (prctl PR_SET_NAME).
+func setName(name string) {
+	b := append([]byte(name), 0)
+	_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, prSetName, uintptr(unsafe.Pointer(&b[0])), 0)
+	runtime.KeepAlive(b)
 }
 
 func warn(msg string) { _, _ = os.Stderr.WriteString(msg + "\n") }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +18,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/gantry-dev/gantry/api"
 	"github.com/gantry-dev/gantry/image/imagetest"
@@ -597,5 +600,46 @@ func TestScaleThroughCLI(t *testing.T) {
 	}
 	if out, err := d.cli("scale", "sc", "-1"); err == nil {
 		t.Fatalf("scale to -1 accepted: %s", out)
+	}
+}
+
+// `gantry mcp` bridges stdio to the endpoint for desktop MCP clients: a
+// standard client over a command transport lists and calls the tools.
+func TestStdioBridge(t *testing.T) {
+	d := startDev(t)
+	cmd := exec.Command(gantryBin, "mcp")
+	cmd.Env = append(os.Environ(), "GANTRY_ADDR=http://"+d.addr+"/mcp", "GANTRY_TOKEN="+d.token)
+	client := mcp.NewClient(&mcp.Implementation{Name: "stdio-e2e", Version: "1"}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
+	if err != nil {
+		t.Fatalf("connect over stdio: %v", err)
+	}
+	defer s.Close()
+	tools, err := s.ListTools(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, tl := range tools.Tools {
+		names[tl.Name] = true
+		if tl.InputSchema == nil || tl.OutputSchema == nil || tl.Annotations == nil {
+			t.Errorf("tool %s lacks a schema or annotations", tl.Name)
+		}
+	}
+	for _, want := range []string{"deploy", "list_services", "get_service", "scale_service", "remove_service", "service_logs", "list_nodes"} {
+		if !names[want] {
+			t.Errorf("tool %s missing over stdio", want)
+		}
+	}
+	res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: "list_nodes", Arguments: map[string]any{}})
+	if err != nil || res.IsError {
+		t.Fatalf("list_nodes over stdio: %v %+v", err, res)
+	}
+	raw, _ := json.Marshal(res.StructuredContent)
+	var nodes api.NodeList
+	if err := json.Unmarshal(raw, &nodes); err != nil || len(nodes.Nodes) != 1 || nodes.Nodes[0].Status != "ready" {
+		t.Fatalf("nodes: %s", raw)
 	}
 }

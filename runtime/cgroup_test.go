@@ -173,3 +173,21 @@ func TestInstallInit(t *testing.T) {
 		t.Errorf("temporary files left in %s: %v", dir, entries)
 	}
 }
+
+func TestCapRlimits(t *testing.T) {
+	in := baseInput()
+	s, err := BuildSpec(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	capped := (&Runtime{maxNoFile: 20000}).capRlimits(s)
+	if got := capped.Process.Rlimits[0]; got.Hard != 20000 || got.Soft != 20000 {
+		t.Errorf("capped NOFILE = %+v, want 20000/20000", got)
+	}
+	if s.Process.Rlimits[0].Hard != defaultNoFile {
+		t.Error("capRlimits modified the caller's spec")
+	}
+	if (&Runtime{}).capRlimits(s) != s {
+		t.Error("no ceiling: the spec should pass through unchanged")
+	}
+}

@@ -157,7 +157,10 @@ func (r *Runtime) CgroupMode() CgroupMode { return r.cgroups }
 // Start writes bundleDir/config.json from s, creates and starts the
 // container with stdin /dev/null and stdout and stderr appended to logPath
 // (the file is handed to the container, so output survives Gantry), and
-// returns the PID of the container's init. On failure it deletes the
+// returns the PID of the container's init. The runtime's own complaints
+// during create land in that log too, and its error message is in the
+// returned error. When s runs gantry-init, Start returns once the init
+// forwards signals. On failure it deletes the
 // container again. Every started container must be waited for (Wait reaps
 // its init).
 func (r *Runtime) Start(ctx context.Context, id, bundleDir string, s *specs.Spec, logPath string) (int, error) {

@@ -114,6 +114,12 @@ func TestKillForwardedByInit(t *testing.T) {
 	r := newTestRuntime(t)
 	c := newContainer(t, "term", spec.Service{Command: []string{"sleep", "1000"}})
 	pid := c.start(t, r)
+	// gantry-init runs in every container: keep it small.
+	if rss := vmRSSKiB(t, pid); rss > 8<<10 {
+		t.Errorf("gantry-init VmRSS %d KiB, want under 8 MiB", rss)
+	} else {
+		t.Logf("gantry-init VmRSS %d KiB", rss)
+	}
 	ctx := context.Background()
 	if err := r.Kill(ctx, c.id, syscall.SIGTERM, false); err != nil {
 		t.Fatalf("Kill: %v", err)
@@ -409,4 +415,23 @@ func TestWaitReapsOrphanedExec(t *testing.T) {
 	if ex.Code != 137 || !ex.Known {
 		t.Errorf("exit = %+v, want 137 known", ex)
 	}
+}
+
+func vmRSSKiB(t *testing.T, pid int) int {
+	t.Helper()
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -51,7 +52,10 @@ func (r *Runtime) Wait(ctx context.Context, id string, pid int) (Exit, error) {
 		ex.Signal = unix.SignalName(unix.Signal(ex.Code - 128))
 	}
 	n, err := oomKillCount(r.cgroups, cgroupsPath)
-	if err != nil {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		r.log.Debug("container cgroup gone (deleted before Wait returned?); OOM kills unknown", "instance", id, "cgroup", cgroupsPath)
+	case err != nil:
 		r.log.Warn("cannot read the container's OOM-kill count", "instance", id, "cgroup", cgroupsPath, "err", err)
 	}
 	ex.OOMKilled = n > 0

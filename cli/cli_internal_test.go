@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 
@@ -96,6 +97,11 @@ func TestParseInterspersedFlags(t *testing.T) {
 
 func TestRegisterExternalCommand(t *testing.T) {
 	var gotArgs []string
+	t.Cleanup(func() {
+		registryMu.Lock()
+		defer registryMu.Unlock()
+		registered = slices.DeleteFunc(registered, func(c command) bool { return c.name == "test-ext" })
+	})
 	Register("test-ext", "a command registered from outside", func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		gotArgs = args
 		fmt.Fprintln(stdout, "ran")

@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"sort"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -117,7 +118,11 @@ func buildVersion() string {
 
 // progressPrinter shows pull progress: one updating line on a terminal,
 // plain lines at every 10% otherwise.
+// Notifications are handled on the MCP client's goroutine, so a late one
+// may race with finish: mu orders them, and updates after finish are dropped.
 type progressPrinter struct {
+	mu      sync.Mutex
+	done    bool
 	w       io.Writer
 	tty     bool
 	label   string
@@ -131,6 +136,11 @@ func newProgressPrinter(w io.Writer, label string) *progressPrinter {
 }
 
 func (p *progressPrinter) update(done, total float64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done {
+		return
+	}
 	var line string
 	pct := -1
 	if total > 0 {
@@ -156,6 +166,9 @@ func (p *progressPrinter) update(done, total float64) {
 
 // finish ends the updating line.
 func (p *progressPrinter) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done = true
 	if p.tty && p.dirty {
 		fmt.Fprintln(p.w)
 		p.dirty = false

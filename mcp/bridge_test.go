@@ -75,9 +75,7 @@ func testBridge(t *testing.T, version string) {
 	if err != nil || res.IsError {
 		t.Fatalf("pull through bridge: %v %v", err, res)
 	}
-	if n := progress.Load(); n < 3 {
-		t.Errorf("got %d progress notifications through the bridge", n)
-	}
+	waitFor(t, func() bool { return progress.Load() >= 3 })
 	if err := stop(); err != nil {
 		t.Errorf("Bridge = %v", err)
 	}

@@ -402,6 +402,12 @@ func TestPullImageSendsProgress(t *testing.T) {
 	if img.Ref != "127.0.0.1:5000/demo/web:1" || img.Size != 4<<20 {
 		t.Errorf("image = %+v", img)
 	}
+	// Notifications are handled apart from the result: wait for the last.
+	waitFor(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(notes) > 0 && notes[len(notes)-1].Progress == 4<<20
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	if len(notes) < 3 {
@@ -525,6 +531,17 @@ func TestNewServerNeedsToken(t *testing.T) {
 	}
 	if _, err := mcp.NewServer(mcp.Config{Token: "x"}); err == nil {
 		t.Error("NewServer without backends succeeded")
+	}
+}
+
+// waitFor polls cond for up to 10 seconds.
+func waitFor(t testing.TB, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met after 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -49,6 +49,7 @@ type DevOptions struct {
 	Subnet     string
 	Bridge     string
 	PortRange  [2]int
+	RunDir     string // runtime state: runc root and network namespaces
 }
 
 type stringList []string
@@ -72,6 +73,7 @@ func ParseDevFlags(args []string, stderr io.Writer) (*DevOptions, error) {
 	fs.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.Subnet, "subnet", "10.88.0.0/16", "container network subnet")
 	fs.StringVar(&o.Bridge, "bridge", "gantry0", "container network bridge name")
+	fs.StringVar(&o.RunDir, "run-dir", "/run/gantry", "directory for runtime state that ends with a reboot: the OCI runtime's root and network namespaces")
 	fs.StringVar(&ports, "port-range", "20000-32767", "host ports for dynamically published ports, LO-HI")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: gantry dev [flags]\n\nRuns a single-node Gantry cluster in this process and serves its MCP endpoint.\n\nFlags:\n")
@@ -154,7 +156,7 @@ func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoi
 	start := time.Now()
 	// The runtime first: a runtime that cannot run here is the likeliest
 	// start-up failure, and it should not wait behind Raft.
-	rt, err := runtime.New(ctx, runtime.Options{Binary: o.OCIRuntime, Logger: log})
+	rt, err := runtime.New(ctx, runtime.Options{Binary: o.OCIRuntime, Root: filepath.Join(o.RunDir, "runc"), Logger: log})
 	if err != nil {
 		return fmt.Errorf("--oci-runtime %s: %w", o.OCIRuntime, err)
 	}
@@ -171,7 +173,7 @@ func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoi
 	if err != nil {
 		return err
 	}
-	nw, err := network.New(ctx, network.Options{CacheDir: filepath.Join(o.DataDir, "cni"), Bridge: o.Bridge, Subnet: o.Subnet, Logger: log})
+	nw, err := network.New(ctx, network.Options{CacheDir: filepath.Join(o.DataDir, "cni"), NetNSDir: filepath.Join(o.RunDir, "netns"), Bridge: o.Bridge, Subnet: o.Subnet, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -90,13 +90,13 @@ health: {http: {port: http, path: /}, interval: 1s, timeout: 1s, failures: 3}
 	}
 	// Containers reach each other by IP.
 	a, b := s.Instances[0], s.Instances[1]
-	out, err := exec.Command("runc", "--root", "/run/gantry/runc", "exec", a.ID,
+	out, err := exec.Command("runc", "--root", d.runDir+"/runc", "exec", a.ID,
 		"wget", "-q", "-O-", "http://"+b.IP+":8080/cgi-bin/hello").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "hello from "+b.ID) {
 		t.Fatalf("instance %s could not reach %s at %s: %v %s", a.ID, b.ID, b.IP, err, out)
 	}
 	// Security defaults: no capabilities, no new privileges.
-	status, err := exec.Command("runc", "--root", "/run/gantry/runc", "exec", a.ID, "cat", "/proc/1/status").CombinedOutput()
+	status, err := exec.Command("runc", "--root", d.runDir+"/runc", "exec", a.ID, "cat", "/proc/1/status").CombinedOutput()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,7 +389,7 @@ ports: [{name: http, port: 8080}]
 		if strings.Contains(string(mounts), in.ID) {
 			t.Errorf("mount of %s left behind", in.ID)
 		}
-		if _, err := os.Stat("/run/gantry/netns/" + in.ID); err == nil {
+		if _, err := os.Stat(d.runDir + "/netns/" + in.ID); err == nil {
 			t.Errorf("netns of %s left behind", in.ID)
 		}
 		if strings.Contains(string(nat), in.ID) || strings.Contains(string(nat), in.IP+"/") || strings.Contains(string(nat), in.IP+":") {

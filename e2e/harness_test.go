@@ -95,6 +95,7 @@ type dev struct {
 	addr    string
 	bridge  string
 	subnet  string
+	runDir  string
 	cmd     *exec.Cmd
 	session *mcp.ClientSession
 	token   string
@@ -124,6 +125,7 @@ func startDev(t *testing.T) *dev {
 		addr:    fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		bridge:  fmt.Sprintf("gte2e%d", n),
 		subnet:  fmt.Sprintf("10.91.%d.0/24", n),
+		runDir:  fmt.Sprintf("/run/gantry-e2e-%d-%d", os.Getpid(), n),
 	}
 	d.start()
 	t.Cleanup(func() { d.shutdown() })
@@ -138,7 +140,7 @@ func (d *dev) start() {
 		t.Fatal(err)
 	}
 	d.cmd = exec.Command(gantryBin, "dev", "--data-dir", d.dataDir, "--listen", d.addr,
-		"--bridge", d.bridge, "--subnet", d.subnet, "--port-range", "41000-42999", "--log-level", "debug")
+		"--bridge", d.bridge, "--subnet", d.subnet, "--run-dir", d.runDir, "--port-range", "41000-42999", "--log-level", "debug")
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	// Its own process group: containers must not die with the test's signals.
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -236,6 +238,8 @@ func (d *dev) shutdown() {
 		<-done
 	}
 	exec.Command("ip", "link", "del", d.bridge).Run()
+	_ = syscall.Unmount(filepath.Join(d.runDir, "netns"), syscall.MNT_DETACH)
+	_ = os.RemoveAll(d.runDir)
 }
 
 // call invokes a tool and decodes its structured output; a tool error
@@ -311,7 +315,7 @@ func (d *dev) deploy(specYAML string) api.DeployResult {
 
 // runcContainers lists the container IDs in gantry's runc root.
 func (d *dev) runcContainers() []string {
-	out, err := exec.Command("runc", "--root", "/run/gantry/runc", "list", "-q").Output()
+	out, err := exec.Command("runc", "--root", d.runDir+"/runc", "list", "-q").Output()
 	if err != nil {
 		return nil
 	}

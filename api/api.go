@@ -57,6 +57,7 @@ type ServiceStatus struct {
 	Version   int              `json:"version"`
 	Desired   int              `json:"desired"`
 	Running   int              `json:"running" jsonschema:"instances running and, where a health check exists, healthy"`
+	Check     string           `json:"check,omitempty" jsonschema:"the kind of health check (http, tcp or exec); empty when the service has none"`
 	Instances []InstanceStatus `json:"instances"`
 	Events    []Event          `json:"events,omitempty"`
 	Spec      map[string]any   `json:"spec,omitempty"`

@@ -182,10 +182,10 @@ func rollout(st api.ServiceStatus, version int) (bool, error) {
 	ready, old := 0, 0
 	for _, in := range st.Instances {
 		switch {
-		case in.SpecVersion == version && (in.State == "failed" || in.State == "backoff"):
+		case in.SpecVersion == version && (in.State == "failed" || in.State == "backoff" || in.State == "crashloop"):
 			return false, instanceFailure(st.Name, in)
-		case in.SpecVersion == version && in.State == "running":
-			ready++
+		case in.SpecVersion == version && in.State == "running" && in.Healthy:
+			ready++ // the server marks an instance without a check healthy once it runs
 		case in.SpecVersion < version && in.State != "stopped" && in.State != "exited" && in.State != "failed":
 			old++
 		}

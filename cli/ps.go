@@ -70,16 +70,16 @@ func (c *psCmd) Run(ctx context.Context, args []string) error {
 	return nil
 }
 
-// health renders an instance's health: "-" when the service has no check.
+// health renders an instance's health: "-" when the service has no check
+// or the instance is not running, "starting" until the first check passes.
 func health(svc api.ServiceStatus, in api.InstanceStatus) string {
-	if _, ok := svc.Spec["health"]; !ok && svc.Spec != nil {
+	switch {
+	case svc.Check == "" || in.State != "running":
 		return "-"
-	}
-	if in.Healthy {
+	case in.Healthy:
 		return "healthy"
-	}
-	if svc.Spec == nil {
-		return "-"
+	case in.StartedAt != nil && in.Restarts == 0 && in.Message == "":
+		return "starting"
 	}
 	return "unhealthy"
 }

@@ -103,6 +103,16 @@ func (b *Backend) status(s *state.Service, detail bool) api.ServiceStatus {
 	insts, _ := b.Store.Instances(state.InstanceFilter{Service: s.Name})
 	out := api.ServiceStatus{Name: s.Name, Image: s.Spec.Image, Version: s.Version, Desired: s.Spec.Replicas,
 		CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, Instances: []api.InstanceStatus{}}
+	if h := s.Spec.Health; h != nil {
+		switch {
+		case h.HTTP != nil:
+			out.Check = "http"
+		case h.TCP != nil:
+			out.Check = "tcp"
+		case h.Exec != nil:
+			out.Check = "exec"
+		}
+	}
 	for _, in := range insts {
 		if in.Desired == state.DesiredRun && in.State == state.StateRunning && in.Healthy {
 			out.Running++

@@ -148,7 +148,7 @@ func (c *Cluster) reconcile(s *service) {
 			Slot:        slot,
 			Node:        "node-1",
 			State:       "running",
-			Healthy:     s.spec.Health != nil,
+			Healthy:     true, // like the real server: running and passing its check, or running with none
 			IP:          fmt.Sprintf("10.88.0.%d", 1+c.nextID%250),
 			SpecVersion: s.version,
 			StartedAt:   &started,
@@ -180,6 +180,16 @@ func (c *Cluster) status(s *service) api.ServiceStatus {
 		Events:    slices.Clone(s.events),
 		CreatedAt: s.created,
 		UpdatedAt: s.updated,
+	}
+	if h := s.spec.Health; h != nil {
+		switch {
+		case h.HTTP != nil:
+			st.Check = "http"
+		case h.TCP != nil:
+			st.Check = "tcp"
+		default:
+			st.Check = "exec"
+		}
 	}
 	if st.Instances == nil {
 		st.Instances = []api.InstanceStatus{}

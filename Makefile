@@ -6,7 +6,6 @@ GANTRY := $(BIN)/gantry
 INIT := runtime/initbin/gantry-init
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/gantry-dev/gantry/cluster.Version=$(VERSION)
-export CGO_ENABLED := 0
 
 .PHONY: all deps build init test test-short vet bench demo cluster-clean fuzz clean
 
@@ -18,11 +17,11 @@ deps:
 # The minimal PID-1 init is built first: the gantry binary embeds it.
 init: $(INIT)
 $(INIT): $(wildcard cmd/gantry-init/*.go)
-	$(GO) build -trimpath -ldflags="-s -w" -o $@ ./cmd/gantry-init
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o $@ ./cmd/gantry-init
 
 build: init
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -ldflags="$(LDFLAGS)" -o $(GANTRY) ./cmd/gantry
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="$(LDFLAGS)" -o $(GANTRY) ./cmd/gantry
 
 vet: init
 	$(GO) vet ./...

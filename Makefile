@@ -5,7 +5,7 @@ BIN := bin
 GANTRY := $(BIN)/gantry
 INIT := runtime/initbin/gantry-init
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X github.com/gantry-dev/gantry/cluster.Version=$(VERSION)
+LDFLAGS := -s -w -X github.com/gantry-dev/gantry/cluster.Version=$(VERSION) -X github.com/gantry-dev/gantry/cli.Version=$(VERSION)
 
 .PHONY: all deps build init test test-short vet bench demo cluster-clean fuzz clean
 

@@ -57,6 +57,7 @@ type ServiceStatus struct {
 	Version   int              `json:"version"`
 	Desired   int              `json:"desired"`
 	Running   int              `json:"running" jsonschema:"instances running and, where a health check exists, healthy"`
+	Removing  bool             `json:"removing,omitempty" jsonschema:"true while the service's instances are being stopped after a remove; the service disappears when none is left"`
 	Check     string           `json:"check,omitempty" jsonschema:"the kind of health check (http, tcp or exec); empty when the service has none"`
 	Instances []InstanceStatus `json:"instances"`
 	Events    []Event          `json:"events,omitempty"`
@@ -108,7 +109,7 @@ type ScaleResult struct {
 // RemoveResult is the output of remove_service.
 type RemoveResult struct {
 	Service string `json:"service"`
-	Removed bool   `json:"removed"`
+	Removed bool   `json:"removed" jsonschema:"true: the removal is under way; get_service answers not found once every instance has stopped"`
 	Stopped int    `json:"stopped" jsonschema:"instances being stopped"`
 }
 

@@ -108,8 +108,14 @@ func shortDigest(d string) string {
 	return algo + ":" + hex[:12]
 }
 
-// buildVersion is the module version this binary was built from.
+// Version is stamped at build time (make build sets it from git describe).
+var Version = ""
+
+// buildVersion is the version this binary was built from.
 func buildVersion() string {
+	if Version != "" {
+		return Version
+	}
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		return bi.Main.Version
 	}

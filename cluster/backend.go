@@ -50,6 +50,8 @@ func (b *Backend) Deploy(ctx context.Context, svc *spec.Service) (*api.DeployRes
 		res.Message = fmt.Sprintf("service %s created with %d replica(s)", svc.Name, svc.Replicas)
 	case err != nil:
 		return nil, err
+	case old.Removing:
+		return nil, removingErr(svc.Name)
 	default:
 		changes := spec.Changes(&old.Spec, svc)
 		res.Changes = changes
@@ -101,8 +103,11 @@ func (b *Backend) GetService(ctx context.Context, name string) (*api.ServiceStat
 
 func (b *Backend) status(s *state.Service, detail bool) api.ServiceStatus {
 	insts, _ := b.Store.Instances(state.InstanceFilter{Service: s.Name})
-	out := api.ServiceStatus{Name: s.Name, Image: s.Spec.Image, Version: s.Version, Desired: s.Spec.Replicas,
+	out := api.ServiceStatus{Name: s.Name, Image: s.Spec.Image, Version: s.Version, Desired: s.Spec.Replicas, Removing: s.Removing,
 		CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, Instances: []api.InstanceStatus{}}
+	if s.Removing {
+		out.Desired = 0
+	}
 	if h := s.Spec.Health; h != nil {
 		switch {
 		case h.HTTP != nil:
@@ -159,6 +164,9 @@ func (b *Backend) Scale(ctx context.Context, name string, replicas int) (*api.Sc
 		if err != nil {
 			return nil, err
 		}
+		if s.Removing {
+			return nil, removingErr(name)
+		}
 		res := &api.ScaleResult{Service: name, Previous: s.Spec.Replicas, Desired: replicas}
 		if s.Spec.Replicas == replicas {
 			return res, nil
@@ -179,23 +187,44 @@ func (b *Backend) Scale(ctx context.Context, name string, replicas int) (*api.Sc
 	}
 }
 
-// Remove deletes a service; the controller then stops its instances.
+// Remove marks a service for removal: the controller stops its instances
+// and deletes the service once none is left (get_service then answers not
+// found). Removing a service that is already being removed is a no-op.
 func (b *Backend) Remove(ctx context.Context, name string) (*api.RemoveResult, error) {
-	if _, err := b.Store.Service(name); err != nil {
-		return nil, err
-	}
-	insts, _ := b.Store.Instances(state.InstanceFilter{Service: name})
-	n := 0
-	for _, in := range insts {
-		if in.State != state.StateStopped {
-			n++
+	for attempt := 0; ; attempt++ {
+		s, err := b.Store.Service(name)
+		if err != nil {
+			return nil, err
 		}
+		insts, _ := b.Store.Instances(state.InstanceFilter{Service: name})
+		n := 0
+		for _, in := range insts {
+			if in.State != state.StateStopped {
+				n++
+			}
+		}
+		res := &api.RemoveResult{Service: name, Removed: true, Stopped: n}
+		if s.Removing {
+			return res, nil
+		}
+		rec := *s
+		rec.Removing = true
+		ev := state.Event{Time: time.Now().UTC(), Service: name, Type: "Removing",
+			Message: fmt.Sprintf("service removal asked: stopping %d instance(s)", n)}
+		_, err = b.Store.Apply(ctx, state.PutService{Service: rec, ExpectModifyIndex: s.ModifyIndex}, state.AppendEvent{Event: ev})
+		if errdefs.IsConflict(err) && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return res, nil
 	}
-	ev := state.Event{Time: time.Now().UTC(), Service: name, Type: "Removed", Message: "service removed"}
-	if _, err := b.Store.Apply(ctx, state.DeleteService{Name: name}, state.AppendEvent{Event: ev}); err != nil {
-		return nil, err
-	}
-	return &api.RemoveResult{Service: name, Removed: true, Stopped: n}, nil
+}
+
+func removingErr(name string) error {
+	return errdefs.WithHint(fmt.Errorf("service %q is being removed: %w", name, errdefs.ErrConflict),
+		"wait until the removal finishes (gantry rm waits for it), then deploy again")
 }
 
 // Logs returns the tail of each instance's log, bounded in size.

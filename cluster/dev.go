@@ -142,11 +142,29 @@ func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoi
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("--data-dir %s: %w", o.DataDir, err)
 	}
-	unlock, err := lockDir(o.DataDir)
+	unlock, err := lockDir(o.DataDir, "gantry.lock", o.DataDir, "use another --data-dir")
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	// Two gantries sharing a runtime root or a bridge would remove each
+	// other's containers and hand out the same addresses: refuse.
+	if err := os.MkdirAll(o.RunDir, 0o700); err != nil {
+		return fmt.Errorf("--run-dir %s: %w", o.RunDir, err)
+	}
+	unlockRun, err := lockDir(o.RunDir, "gantry.lock", o.DataDir, "give each gantry its own --run-dir, --bridge and --subnet")
+	if err != nil {
+		return err
+	}
+	defer unlockRun()
+	if err := os.MkdirAll("/run/gantry-bridges", 0o700); err != nil {
+		return err
+	}
+	unlockBridge, err := lockDir("/run/gantry-bridges", o.Bridge+".lock", o.DataDir, "give each gantry its own --bridge and --subnet")
+	if err != nil {
+		return err
+	}
+	defer unlockBridge()
 	tokenFile := filepath.Join(o.DataDir, "admin.token")
 	token, err := ensureToken(tokenFile)
 	if err != nil {
@@ -244,17 +262,22 @@ func ensureToken(path string) (string, error) {
 	return t, os.Rename(tmp, path)
 }
 
-// lockDir takes an exclusive lock on the data directory.
-func lockDir(dir string) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(dir, "gantry.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+// lockDir takes an exclusive lock on dir/name for the life of the process.
+// The lock file records the holder's data dir so a refusal can name it.
+func lockDir(dir, name, owner, hint string) (func(), error) {
+	path := filepath.Join(dir, name)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
 		f.Close()
-		return nil, errdefs.WithHint(fmt.Errorf("data dir %s is in use by another gantry process: %w", dir, errdefs.ErrConflict),
-			"stop the other gantry dev, or use another --data-dir")
+		return nil, errdefs.WithHint(fmt.Errorf("%s is in use by another gantry dev (data dir %s): %w",
+			path, strings.TrimSpace(string(holder)), errdefs.ErrConflict), hint)
 	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(owner+"\n"), 0)
 	return func() { f.Close() }, nil
 }
 

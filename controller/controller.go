@@ -98,7 +98,16 @@ func (c *Controller) Pass(ctx context.Context) error {
 	now := time.Now().UTC()
 	var ops []state.Op
 	for _, name := range names {
-		p := Reconcile(Input{Name: name, Service: byName[name], Instances: grouped[name], Nodes: cands, Usage: usage, Now: now})
+		svc := byName[name]
+		if svc != nil && svc.Removing {
+			if len(grouped[name]) == 0 {
+				ops = append(ops, state.DeleteService{Name: name}, state.AppendEvent{Event: state.Event{
+					Time: now, Service: name, Type: "Removed", Message: "every instance stopped; service removed"}})
+				continue
+			}
+			svc = nil // stop everything
+		}
+		p := Reconcile(Input{Name: name, Service: svc, Instances: grouped[name], Nodes: cands, Usage: usage, Now: now})
 		ops = append(ops, planOps(p)...)
 		if p.Pending != c.pending[name] {
 			if p.Pending != "" {

@@ -212,5 +212,5 @@ func category(err error) error {
 }
 
 func serviceNotFound(name string) errorHint {
-	return errorHint{subject: fmt.Sprintf("service %q", name), notFound: "list services with list_services"}
+	return errorHint{subject: fmt.Sprintf("service %q", name), notFound: "list services with list_services (gantry ps)"}
 }

@@ -276,7 +276,7 @@ func TestErrorsSayHowToFix(t *testing.T) {
 	e := newEnv(t)
 	cs := e.connect(t, nil)
 	msg := wantToolError(t, call(t, cs, api.ToolGetService, api.NameInput{Name: "x"}))
-	if msg != `service "x" not found: list services with list_services` {
+	if msg != `service "x" not found: list services with list_services (gantry ps)` {
 		t.Errorf("not found message = %q", msg)
 	}
 	wantToolError(t, call(t, cs, api.ToolScaleService, api.ScaleInput{Name: "nope", Replicas: 1}), `service "nope" not found`, "list_services")

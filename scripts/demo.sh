@@ -19,11 +19,8 @@ cleanup() {
   local rc=$?
   if [ "$KEEP" != 1 ]; then
     if [ -n "${GANTRY_PID:-}" ] && kill -0 "$GANTRY_PID" 2>/dev/null; then
-      "$GANTRY" rm web >/dev/null 2>&1 || true
-      for _ in $(seq 1 60); do
-        [ -z "$("$GANTRY" ps -o json 2>/dev/null | grep -o '"id"' || true)" ] && break
-        sleep 0.5
-      done
+      say "Cleaning up: gantry rm web (waits until every instance is stopped and removed)"
+      "$GANTRY" rm web || true
     fi
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
@@ -31,7 +28,7 @@ cleanup() {
     echo
     echo "KEEP=1: left running: gantry dev (pid $GANTRY_PID, log $DEMO/gantry.log) and the registry on 127.0.0.1:$REG_PORT."
     echo "Try: $GANTRY ps    $GANTRY status web    $GANTRY logs web"
-    echo "Stop: $GANTRY rm web; kill $GANTRY_PID ${REG_PID:-}"
+    echo "Stop: $GANTRY rm web && kill $GANTRY_PID ${REG_PID:-}"
   fi
   exit $rc
 }
@@ -93,5 +90,8 @@ done
 if [ "$n" -ne 3 ]; then echo "expected 3 published ports, found $n"; exit 1; fi
 echo "--- http://127.0.0.1:$(echo "$ports" | head -1)/"
 fetch "http://127.0.0.1:$(echo "$ports" | head -1)/" | head -3
+
+say "gantry logs web --tail 2   (each replica's access log)"
+"$GANTRY" logs web --tail 2
 
 say "Demo done: 3 replicas served their pages."

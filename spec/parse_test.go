@@ -24,7 +24,7 @@ func TestParseExample(t *testing.T) {
 		Name:      "web",
 		Image:     "127.0.0.1:5000/demo/web:1",
 		Command:   []string{"/bin/httpd"},
-		Args:      []string{"-f", "-p", "8080", "-h", "/www"},
+		Args:      []string{"-f", "-v", "-p", "8080", "-h", "/www"},
 		Env:       map[string]string{"GREETING": "hello"},
 		Workdir:   "/www",
 		Replicas:  3,

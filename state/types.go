@@ -11,6 +11,9 @@ type Service struct {
 	Name    string       `json:"name"`
 	Spec    spec.Service `json:"spec"`
 	Version int          `json:"version"` // bumped on every spec change (not on scale)
+	// Removing is set by a remove: the controller stops every instance and
+	// deletes the record once none is left, so a client can wait for it.
+	Removing bool `json:"removing,omitempty"`
 	// Index fields are Raft log indexes (optimistic concurrency, change detection).
 	CreateIndex uint64    `json:"create_index"`
 	ModifyIndex uint64    `json:"modify_index"`

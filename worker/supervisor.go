@@ -26,6 +26,13 @@ import (
 // healthyRun is how long an instance must run before its backoff resets.
 const healthyRun = 2 * time.Minute
 
+// teardownTimeout bounds a stop and cleanup that outlives a shutdown.
+const teardownTimeout = 45 * time.Second
+
+// finishing returns a context that ignores ctx's cancellation, for work
+// that must complete once started (stopping and cleaning up an instance).
+func finishing(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
+
 // supervisor owns one instance's lifecycle, from preparation to teardown.
 type supervisor struct {
 	w   *Worker
@@ -186,6 +193,9 @@ func (s *supervisor) run(ctx context.Context, in *state.Instance, adopt *runtime
 				if ctx.Err() != nil {
 					return
 				}
+				// Prepare again next time: what the start needed (the
+				// network namespace, the mount) may be what went missing.
+				prep = nil
 				failures++
 				if !s.backoff(ctx, &sp, failures, &restarts, "Failed", fmt.Sprintf("cannot start container: %v", err)) {
 					return
@@ -205,6 +215,9 @@ func (s *supervisor) run(ctx context.Context, in *state.Instance, adopt *runtime
 		exit, why := s.supervise(ctx, &sp, prep, pid)
 		if why == detached {
 			return
+		}
+		if why == stopped {
+			ctx = finishing(ctx) // the stop has begun: clean up even during shutdown
 		}
 		s.killDelete(ctx)
 		rec := exitRecord(exit, why)
@@ -350,7 +363,9 @@ func (s *supervisor) supervise(ctx context.Context, sp *spec.Service, prep *prep
 			return r.exit, exited
 		case <-s.wake:
 			if s.stopWanted() {
-				return s.stopProcess(ctx, sp, waitCh), stopped
+				// A stop that has begun finishes even if the worker is
+				// shutting down, so nothing is left half torn down.
+				return s.stopProcess(finishing(ctx), sp, waitCh), stopped
 			}
 		case msg := <-unhealthyCh:
 			s.report(ctx, func(st *state.InstanceStatus) { st.Healthy, st.Message = false, msg },
@@ -593,6 +608,8 @@ func (s *supervisor) teardown(ctx context.Context, sp *spec.Service, adopt *runt
 	if ctx.Err() != nil {
 		return
 	}
+	ctx, cancel := context.WithTimeout(finishing(ctx), teardownTimeout)
+	defer cancel()
 	if adopt != nil && adopt.Status == "running" && adopt.PID > 0 {
 		wctx, cancel := context.WithCancel(ctx)
 		waitCh := make(chan waitResult, 1)

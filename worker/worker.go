@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -207,7 +208,7 @@ func (w *Worker) recover(ctx context.Context) error {
 	for i := range ctrs {
 		c := ctrs[i]
 		in := owned[c.ID]
-		if in == nil {
+		if in == nil || !strings.HasPrefix(c.Bundle, w.cfg.Dir+string(filepath.Separator)) {
 			continue
 		}
 		w.log.Info("re-adopting container", "instance", c.ID, "pid", c.PID, "status", c.Status)
@@ -216,9 +217,11 @@ func (w *Worker) recover(ctx context.Context) error {
 	}
 	w.mu.Unlock()
 
-	// Orphans: containers first, then network, then directories.
+	// Orphans: containers first, then network, then directories. Only a
+	// container whose bundle lies in this worker's directory is ours to
+	// remove: another gantry sharing the runtime root must not lose its own.
 	for _, c := range ctrs {
-		if owned[c.ID] != nil {
+		if owned[c.ID] != nil || !strings.HasPrefix(c.Bundle, w.cfg.Dir+string(filepath.Separator)) {
 			continue
 		}
 		w.log.Warn("removing orphaned container", "container", c.ID)

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gantry-dev/gantry/api"
@@ -61,7 +64,7 @@ func (c *deployCmd) Run(ctx context.Context, args []string) error {
 	case c.pull != "missing" && c.pull != "always" && c.pull != "never":
 		return usagef("deploy", "--pull: expected missing, always or never, got %q", c.pull)
 	}
-	data, err := os.ReadFile(c.file)
+	data, err := readSpecFile(ctx, c.file)
 	if err != nil {
 		return fmt.Errorf("cannot read the spec: %w", err)
 	}
@@ -99,6 +102,39 @@ func (c *deployCmd) Run(ctx context.Context, args []string) error {
 		return nil
 	}
 	return c.wait(ctx, cl, res)
+}
+
+// readSpecFile reads a spec file of at most spec.MaxSpecSize bytes. Devices
+// and pipes are allowed (-f /dev/stdin, -f <(envsubst < web.yaml)) but read
+// no further than the limit, so -f /dev/zero fails instead of eating memory,
+// and the file is opened non-blocking so a FIFO without a writer cannot hang
+// the command; a read still blocked when ctx ends (Ctrl-C) is cut off.
+func readSpecFile(ctx context.Context, path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.IsDir() {
+		return nil, fmt.Errorf("%s is a directory: pass the spec file itself, e.g. -f %s", path, filepath.Join(path, "web.yaml"))
+	}
+	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Now()) })
+	defer stop()
+	data, err := io.ReadAll(io.LimitReader(f, spec.MaxSpecSize+1))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("reading %s: %w", path, ctx.Err())
+		}
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if len(data) > spec.MaxSpecSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes (1 MiB), the limit for a spec: pass the service spec file itself", path, spec.MaxSpecSize)
+	}
+	return data, nil
 }
 
 // ensureImage pulls the image per the --pull policy.

@@ -1,0 +1,83 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gantry-dev/gantry/spec"
+)
+
+// TestReadSpecFileBounded: deploy -f on a device, a directory or a FIFO must
+// neither eat memory nor hang.
+func TestReadSpecFileBounded(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+
+	ok := filepath.Join(dir, "web.yaml")
+	if err := os.WriteFile(ok, []byte("name: web\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := readSpecFile(ctx, ok); err != nil || string(data) != "name: web\n" {
+		t.Errorf("regular file: %q, %v", data, err)
+	}
+
+	big := filepath.Join(dir, "big.yaml")
+	if err := os.WriteFile(big, make([]byte, spec.MaxSpecSize+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readSpecFile(ctx, big); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("file over the limit: err = %v", err)
+	}
+
+	start := time.Now()
+	if _, err := readSpecFile(ctx, "/dev/zero"); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("/dev/zero: err = %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("/dev/zero took %s", d)
+	}
+
+	if _, err := readSpecFile(ctx, dir); err == nil || !strings.Contains(err.Error(), "is a directory") {
+		t.Errorf("directory: err = %v", err)
+	}
+
+	// A FIFO with no writer reads as empty instead of blocking in open.
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := readSpecFile(ctx, fifo); done <- err }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("FIFO without writer: err = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("reading a FIFO without a writer hangs")
+	}
+
+	// A writer that never writes: the read ends with the context (Ctrl-C).
+	w, err := os.OpenFile(fifo, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	go func() { _, err := readSpecFile(cctx, fifo); done <- err }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("FIFO with a silent writer: err = %v, want the context's error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("reading a FIFO with a silent writer ignores the context")
+	}
+}

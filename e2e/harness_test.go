@@ -22,6 +22,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/gantry-dev/gantry/api"
+	"github.com/gantry-dev/gantry/network"
 )
 
 var (
@@ -237,7 +238,7 @@ func (d *dev) shutdown() {
 		_ = d.cmd.Process.Kill()
 		<-done
 	}
-	exec.Command("ip", "link", "del", d.bridge).Run()
+	_ = network.RemoveNetwork(context.Background(), d.bridge, d.subnet)
 	_ = syscall.Unmount(filepath.Join(d.runDir, "netns"), syscall.MNT_DETACH)
 	_ = os.RemoveAll(d.runDir)
 }

@@ -141,7 +141,8 @@ func enableIPForward() error {
 }
 
 // buildConfList renders the network configuration: a bridge with host-local
-// IPAM and masquerading, portmap for published ports, loopback for lo.
+// IPAM, portmap for published ports, loopback for lo. Masquerading is one
+// rule per network installed by New (see masqueradeRule), not the plugin's.
 // loopback passes the bridge result through unchanged, so it can run in the
 // same list and share its cache entry and DEL.
 func buildConfList(o Options) (*libcni.NetworkConfigList, error) {
@@ -153,7 +154,7 @@ func buildConfList(o Options) (*libcni.NetworkConfigList, error) {
 				"type":        "bridge",
 				"bridge":      o.Bridge,
 				"isGateway":   true,
-				"ipMasq":      true,
+				"ipMasq":      false, // see masqueradeRule
 				"hairpinMode": true,
 				"ipam": map[string]any{
 					"type":    "host-local",

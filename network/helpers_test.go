@@ -84,9 +84,8 @@ func newTestEnv(tb testing.TB) *testEnv {
 				tb.Errorf("cleanup teardown %s: %v", id, err)
 			}
 		}
-		_ = exec.Command("ip", "link", "del", opts.Bridge).Run()
-		if err := removeLocalnetGuard(ctx, opts.Bridge); err != nil {
-			tb.Errorf("remove guard rule: %v", err)
+		if err := RemoveNetwork(ctx, opts.Bridge, opts.Subnet); err != nil {
+			tb.Errorf("remove network: %v", err)
 		}
 		_ = unix.Unmount(opts.NetNSDir, unix.MNT_DETACH)
 		_ = os.RemoveAll(root)

@@ -109,6 +109,9 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	if err := ensureLocalnetGuard(ctx, opts.Bridge); err != nil {
 		return nil, fmt.Errorf("network: install the 127.0.0.0/8 guard rule for bridge %s: %w", opts.Bridge, err)
 	}
+	if err := ensureMasquerade(ctx, opts.Bridge, opts.Subnet); err != nil {
+		return nil, fmt.Errorf("network: install the masquerade rule for %s: %w", opts.Subnet, err)
+	}
 	list, err := buildConfList(opts)
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -467,4 +468,48 @@ func BenchmarkSetupTeardown(b *testing.B) {
 	}
 	b.ReportMetric(float64(setup.Milliseconds())/float64(b.N), "setup-ms/op")
 	b.ReportMetric(float64(teardown.Milliseconds())/float64(b.N), "teardown-ms/op")
+}
+
+// New installs one masquerade rule for the subnet (instead of one chain per
+// instance) and RemoveNetwork takes it away with the guard and the bridge.
+func TestMasqueradeRuleLifecycle(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	save := func() string {
+		out, err := exec.Command("iptables-save").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out)
+	}
+	comment := "gantry: masquerade " + env.opts.Bridge
+	if n := strings.Count(save(), comment); n != 1 {
+		t.Fatalf("want 1 masquerade rule after New, got %d", n)
+	}
+	if _, err := New(ctx, env.opts); err != nil { // a restart
+		t.Fatal(err)
+	}
+	if n := strings.Count(save(), comment); n != 1 {
+		t.Fatalf("want 1 masquerade rule after a second New, got %d", n)
+	}
+	id := testID()
+	att, err := env.m.Setup(ctx, id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(save(), att.IP+"/32") {
+		t.Fatalf("no per-instance rule expected for %s:\n%s", att.IP, save())
+	}
+	if err := env.m.Teardown(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveNetwork(ctx, env.opts.Bridge, env.opts.Subnet); err != nil {
+		t.Fatal(err)
+	}
+	if out := save(); strings.Contains(out, comment) || strings.Contains(out, "-i "+env.opts.Bridge+" ") {
+		t.Fatalf("rules left after RemoveNetwork:\n%s", out)
+	}
+	if _, err := os.Stat("/sys/class/net/" + env.opts.Bridge); err == nil {
+		t.Fatal("bridge left after RemoveNetwork")
+	}
 }

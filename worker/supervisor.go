@@ -187,7 +187,13 @@ func (s *supervisor) run(ctx context.Context, in *state.Instance, adopt *runtime
 			}
 			continue
 		default:
-			s.killDelete(ctx) // a leftover from a failed start
+			if failures > 0 {
+				// Start cleans up after itself; this is belt and braces
+				// after a failure. A first start skips it (two runc calls,
+				// ~14 ms): recover() adopted or removed any container
+				// with this ID before the supervisor started.
+				s.killDelete(ctx)
+			}
 			p, err := s.w.cfg.Runtime.Start(ctx, s.id, prep.bundle, prep.oci, prep.logPath)
 			if err != nil {
 				if ctx.Err() != nil {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -30,11 +31,21 @@ const (
 // tarball (optionally gzipped) and records every repo tag in it. It returns
 // one Image per tag (an untagged image is returned under its digest).
 func (s *Store) Import(ctx context.Context, path string) ([]*Image, error) {
-	f, err := os.Open(path)
+	// O_NONBLOCK: opening a FIFO must not wait for a writer (forever, with
+	// the caller's request stuck); it is rejected below like any non-file.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, errdefs.WithHint(fmt.Errorf("import %s: %w", path, notFoundIf(err)), "give the path of a tarball made by `docker save` or an OCI layout tarball")
 	}
 	defer f.Close()
+	// The tarball is read several times (once per blob), so it must be a
+	// regular file: not a directory, device, FIFO or socket.
+	if fi, err := f.Stat(); err != nil {
+		return nil, fmt.Errorf("import %s: %w", path, err)
+	} else if !fi.Mode().IsRegular() {
+		return nil, errdefs.WithHint(fmt.Errorf("import %s: not a regular file (%s): %w", path, fileKind(fi.Mode()), errdefs.ErrInvalid),
+			"give the path of a tarball file made by `docker save` or an OCI layout tarball; save a stream to a file first")
+	}
 
 	// A gzipped tarball is unpacked to a temp file first: the tarball reader
 	// opens the file once per blob it needs.
@@ -72,6 +83,22 @@ func (s *Store) Import(ctx context.Context, path string) ([]*Image, error) {
 	default:
 		return nil, errdefs.WithHint(fmt.Errorf("import %s: neither a docker save tarball (no manifest.json) nor an OCI layout (no oci-layout, index.json): %w", path, errdefs.ErrInvalid),
 			"make it with `docker save -o FILE IMAGE` or by tarring an OCI image layout directory")
+	}
+}
+
+// fileKind names the type of a file that is not a regular file.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	default:
+		return "mode " + m.String()
 	}
 }
 

@@ -6,7 +6,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -202,5 +205,29 @@ func tarDir(t *testing.T, dir, out string) {
 	}
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestImportRejectsNonFiles: a FIFO must not hang the import (open(2) would
+// wait for a writer forever), and directories and devices are refused with
+// ErrInvalid before anything is read.
+func TestImportRejectsNonFiles(t *testing.T) {
+	t.Parallel()
+	s := openStore(t)
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{fifo, t.TempDir(), "/dev/zero"} {
+		done := make(chan error, 1)
+		go func() { _, err := s.Import(t.Context(), p); done <- err }()
+		select {
+		case err := <-done:
+			if !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "not a regular file") {
+				t.Errorf("import %s: err = %v, want ErrInvalid saying it is not a regular file", p, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("import %s hangs", p)
+		}
 	}
 }

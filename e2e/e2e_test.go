@@ -208,8 +208,19 @@ image: %s
 command: ["sh", "-c", "echo boom; exit 1"]
 restart: always
 `, ref))
+	startsOf := func(s api.ServiceStatus) int {
+		n := 0
+		for _, ev := range s.Events {
+			if ev.Type == "Started" {
+				n++
+			}
+		}
+		return n
+	}
+	// Restarts counts up when the backoff ends, just before the start: wait
+	// for the fourth start itself.
 	s := d.waitFor("crash", 40*time.Second, "3 restarts", func(s api.ServiceStatus) bool {
-		return len(s.Instances) == 1 && s.Instances[0].Restarts >= 3
+		return len(s.Instances) == 1 && s.Instances[0].Restarts >= 3 && startsOf(s) >= 4 && s.Instances[0].ExitCode != nil
 	})
 	in := s.Instances[0]
 	if in.ExitCode == nil || *in.ExitCode != 1 || in.Reason != "Error" {

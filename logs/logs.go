@@ -34,7 +34,9 @@ const DefaultTailBytes = 1 << 20
 // Rotate rotates path when it is at least maxBytes long: path.(keep-1) is
 // renamed to path.keep (the oldest copy is dropped), ..., path.1 to path.2,
 // then path is copied to path.1 and truncated. With keep 0 the file is only
-// truncated. A missing file is not rotated and is not an error. Calls for
+// truncated. A rotated copy holds at most max(2*maxBytes, 16 MiB): of a
+// file larger than that only the newest part is kept, however fast its
+// writer. A missing file is not rotated and is not an error. Calls for
 // the same path must not overlap (the worker rotates each log from one
 // goroutine).
 func Rotate(path string, maxBytes int64, keep int) (rotated bool, err error) {
@@ -71,7 +73,7 @@ func Rotate(path string, maxBytes int64, keep int) (rotated bool, err error) {
 		return false, fmt.Errorf("rotate %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name()) // no-op once renamed
-	if err := copyAndTruncate(src, tmp); err != nil {
+	if err := copyAndTruncate(src, tmp, st.Size(), copyLimit(maxBytes)); err != nil {
 		tmp.Close()
 		return false, fmt.Errorf("rotate %s: %w", path, err)
 	}
@@ -94,18 +96,52 @@ func Rotate(path string, maxBytes int64, keep int) (rotated bool, err error) {
 	return true, nil
 }
 
+// minCopyLimit is the least a rotated copy may hold, so that small maxBytes
+// values still keep everything an ordinary writer produced.
+const minCopyLimit = 16 << 20
+
+// copyLimit bounds one rotated copy: max(2*maxBytes, minCopyLimit).
+func copyLimit(maxBytes int64) int64 {
+	if maxBytes > (1<<62)/2 {
+		return 1 << 62
+	}
+	return max(2*maxBytes, minCopyLimit)
+}
+
 // copyAndTruncate copies src to dst up to src's current end, then
 // truncates src at once: the copy reads until read(2) returns 0, so data
 // appended during the copy is copied too, and only what lands between that
 // last read and the truncate is lost.
-func copyAndTruncate(src, dst *os.File) error {
-	if _, err := io.Copy(dst, io.NewSectionReader(src, 0, 1<<62)); err != nil {
+//
+// The copy is bounded by limit bytes, or a writer faster than the copy (a
+// container printing in a loop) would be chased forever, filling the disk
+// with an ever-growing copy while the live file grows too. When the file
+// (size bytes at the check) is larger than limit, only its last limit/2
+// bytes, from a line start, are kept; the older part is dropped.
+func copyAndTruncate(src, dst *os.File, size, limit int64) error {
+	start := int64(0)
+	if size > limit {
+		start = lineStart(src, size-limit/2)
+	}
+	if _, err := io.Copy(dst, io.NewSectionReader(src, start, limit)); err != nil {
 		return fmt.Errorf("copy: %w", err)
 	}
 	if err := src.Truncate(0); err != nil {
 		return fmt.Errorf("truncate: %w", err)
 	}
 	return nil
+}
+
+// lineStart returns the offset just past the first newline at or after off
+// (within 64 KiB), so a copy that skips the head of a log starts with a
+// whole line; off itself when there is none.
+func lineStart(f *os.File, off int64) int64 {
+	buf := make([]byte, 64<<10)
+	n, _ := f.ReadAt(buf, off)
+	if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
+		return off + int64(i) + 1
+	}
+	return off
 }
 
 func numbered(path string, i int) string { return path + "." + strconv.Itoa(i) }

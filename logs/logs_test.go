@@ -326,3 +326,81 @@ func TestTailMatchesReference(t *testing.T) {
 		}
 	}
 }
+
+// TestRotateBoundedAgainstFastWriter: a writer faster than the copy (a
+// container printing in a loop) must not be chased forever: the rotation
+// ends, its copy stays within copyLimit and starts with a whole line, and
+// a file already far over the limit keeps only its newest part.
+func TestRotateBoundedAgainstFastWriter(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "container.log")
+	const maxBytes = 1 << 20
+	limit := copyLimit(maxBytes)
+
+	// A file three times the limit, written before the rotation.
+	line := strings.Repeat("y", 63) + "\n"
+	big := strings.Repeat(line, int(3*limit)/len(line))
+	write(t, p, "oldest\n"+big+"newest\n")
+	if rotated, err := Rotate(p, maxBytes, 1); !rotated || err != nil {
+		t.Fatalf("Rotate = %v %v", rotated, err)
+	}
+	got := read(t, p+".1")
+	if int64(len(got)) > limit || !strings.HasSuffix(got, "newest\n") || strings.Contains(got, "oldest") || !strings.HasPrefix(got, line) {
+		t.Errorf("rotated copy of an oversized file: %d bytes (limit %d), starts %q, ends %q", len(got), limit, got[:min(len(got), 70)], got[max(0, len(got)-10):])
+	}
+
+	// A writer appending as fast as it can during the rotations.
+	w, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	chunk := []byte(strings.Repeat(line, 1024))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := w.Write(chunk); err != nil {
+				t.Errorf("write: %v", err)
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	for i := 0; i < 5; i++ {
+		for {
+			st, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Size() >= 2*limit {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		done := make(chan error, 1)
+		go func() { _, err := Rotate(p, maxBytes, 2); done <- err }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Rotate chases the writer and does not end")
+		}
+		st, err := os.Stat(p + ".1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Size() > limit {
+			t.Fatalf("rotation %d: copy is %d bytes, over the limit %d", i, st.Size(), limit)
+		}
+	}
+}

@@ -26,6 +26,26 @@ import (
 // healthyRun is how long an instance must run before its backoff resets.
 const healthyRun = 2 * time.Minute
 
+// A running instance's log size is checked logCheckMin after it starts and
+// after every check that rotated the log; the delay then doubles while the
+// log stays small, up to logCheckMax. The live log of a container printing
+// as fast as it can grows by rate*delay beyond LogMaxBytes before it is
+// cut, so a busy log is watched closely, while a quiet one costs one stat a
+// second.
+const (
+	logCheckMin = 100 * time.Millisecond
+	logCheckMax = time.Second
+)
+
+// nextLogCheck is the delay before the next log size check, given the last
+// delay and whether the last check rotated the log.
+func nextLogCheck(last time.Duration, rotated bool) time.Duration {
+	if rotated {
+		return logCheckMin
+	}
+	return min(2*last, logCheckMax)
+}
+
 // teardownTimeout bounds a stop and cleanup that outlives a shutdown.
 const teardownTimeout = 45 * time.Second
 
@@ -355,7 +375,8 @@ func (s *supervisor) supervise(ctx context.Context, sp *spec.Service, prep *prep
 			s.healthLoop(wctx, sp.Health, health.Target{ID: s.id, IP: prep.att.IP, Ports: prep.ports, Exec: s.w.cfg.Runtime}, unhealthyCh)
 		}()
 	}
-	rotate := time.NewTicker(10 * time.Second)
+	logCheck := logCheckMin
+	rotate := time.NewTimer(logCheck)
 	defer rotate.Stop()
 	for {
 		select {
@@ -378,9 +399,12 @@ func (s *supervisor) supervise(ctx context.Context, sp *spec.Service, prep *prep
 				state.Event{Type: "Unhealthy", Message: msg + "; restarting"})
 			return s.stopProcess(ctx, sp, waitCh), unhealthy
 		case <-rotate.C:
-			if _, err := logs.Rotate(prep.logPath, s.w.cfg.LogMaxBytes, s.w.cfg.LogKeep); err != nil {
+			rotated, err := logs.Rotate(prep.logPath, s.w.cfg.LogMaxBytes, s.w.cfg.LogKeep)
+			if err != nil {
 				s.log.Warn("log rotation failed", "err", err)
 			}
+			logCheck = nextLogCheck(logCheck, rotated)
+			rotate.Reset(logCheck)
 		case <-ctx.Done():
 			return runtime.Exit{}, detached
 		}

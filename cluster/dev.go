@@ -80,6 +80,9 @@ func ParseDevFlags(args []string, stderr io.Writer) (*DevOptions, error) {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err // the usage is printed: RunDev exits 0
+		}
 		return nil, errdefs.WithHint(fmt.Errorf("%v: %w", err, errdefs.ErrInvalid), "see gantry dev -h")
 	}
 	if fs.NArg() > 0 {

@@ -173,6 +173,10 @@ func (c *deployCmd) wait(ctx context.Context, cl *client, res api.DeployResult) 
 	tick := time.NewTicker(c.poll)
 	defer tick.Stop()
 	var last api.ServiceStatus
+	// Scheduling problems are events, not instance states: show each new
+	// one, or a deploy nothing can place waits silently until the timeout.
+	pendingSeen := map[string]bool{}
+	pending := ""
 	for {
 		var st api.ServiceStatus
 		err := cl.call(ctx, api.ToolGetService, api.NameInput{Name: res.Service}, &st)
@@ -191,6 +195,10 @@ func (c *deployCmd) wait(ctx context.Context, cl *client, res api.DeployResult) 
 					fmt.Fprintf(w, "  %s  version %d  %s\n", in.ID, in.SpecVersion, state)
 				}
 			}
+			if p := newPending(st.Events, pendingSeen); p != "" {
+				pending = p
+				fmt.Fprintf(w, "  waiting: %s\n", p)
+			}
 			done, ferr := rollout(st, res.Version)
 			if ferr != nil {
 				return ferr
@@ -204,8 +212,12 @@ func (c *deployCmd) wait(ctx context.Context, cl *client, res api.DeployResult) 
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("timed out after %s waiting for %s: %s; check with: gantry status %s",
-					c.timeout, res.Service, progressSummary(last, res.Version), res.Service)
+				why := ""
+				if pending != "" {
+					why = "; last scheduling problem: " + pending
+				}
+				return fmt.Errorf("timed out after %s waiting for %s: %s%s; check with: gantry status %s",
+					c.timeout, res.Service, progressSummary(last, res.Version), why, res.Service)
 			}
 			return ctx.Err()
 		case <-tick.C:
@@ -227,6 +239,23 @@ func rollout(st api.ServiceStatus, version int) (bool, error) {
 		}
 	}
 	return st.Version >= version && ready >= st.Desired && old == 0, nil
+}
+
+// newPending returns the reason why instances cannot be placed when the
+// newest placement event is a "Pending" one (no "Scheduled" since) and its
+// message is not in seen yet, adding it to seen; "" otherwise.
+func newPending(events []api.Event, seen map[string]bool) string {
+	var newest *api.Event
+	for i, ev := range events {
+		if (ev.Type == "Pending" || ev.Type == "Scheduled") && (newest == nil || !ev.Time.Before(newest.Time)) {
+			newest = &events[i]
+		}
+	}
+	if newest == nil || newest.Type != "Pending" || seen[newest.Message] {
+		return ""
+	}
+	seen[newest.Message] = true
+	return newest.Message
 }
 
 func instanceFailure(service string, in api.InstanceStatus) error {

@@ -513,3 +513,34 @@ func TestMasqueradeRuleLifecycle(t *testing.T) {
 		t.Fatal("bridge left after RemoveNetwork")
 	}
 }
+
+// A host port some program listens on (here on 127.0.0.1 only, like
+// gantry's own endpoint) cannot be published: the DNAT rule would take its
+// connections over.
+func TestCheckHostPort(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	busy := l.Addr().(*net.TCPAddr).Port
+	if err := CheckHostPort(busy, "tcp"); !errdefs.IsConflict(err) || !strings.Contains(err.Error(), "in use by a program on this host") {
+		t.Errorf("port %d with a listener: err = %v, want a conflict", busy, err)
+	}
+	u, err := net.ListenPacket("udp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	if err := CheckHostPort(u.LocalAddr().(*net.UDPAddr).Port, "UDP"); !errdefs.IsConflict(err) {
+		t.Errorf("udp port in use: err = %v, want a conflict", err)
+	}
+	free, err := AllocatePort(nil, 40000, 40999, "tcp")
+	if err != nil {
+		t.Skip(err)
+	}
+	if err := CheckHostPort(free, ""); err != nil {
+		t.Errorf("free port %d: %v", free, err)
+	}
+}

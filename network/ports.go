@@ -43,6 +43,22 @@ func AllocatePort(used map[int]bool, lo, hi int, proto string) (int, error) {
 		"widen the dynamic port range or free some ports")
 }
 
+// CheckHostPort returns an ErrConflict error when a program on the host
+// already listens on port for proto (tcp or udp). Publishing it anyway
+// would not fail: the DNAT rule would silently take over that program's
+// connections (sshd's, or gantry's own endpoint's).
+func CheckHostPort(port int, proto string) error {
+	proto = strings.ToLower(proto)
+	if proto == "" {
+		proto = "tcp"
+	}
+	if bindable(port, proto) {
+		return nil
+	}
+	return errdefs.WithHint(fmt.Errorf("network: host port %d/%s is in use by a program on this host: %w", port, proto, errdefs.ErrConflict),
+		"pick another host_port (ss -ltnup lists the ports in use), or leave host_port out to get a free dynamic port")
+}
+
 func bindable(port int, proto string) bool {
 	addr := net.JoinHostPort("0.0.0.0", strconv.Itoa(port))
 	if proto == "udp" {

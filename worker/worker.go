@@ -295,6 +295,13 @@ func (w *Worker) allocPorts(id string, want []network.PortMapping, have map[stri
 					pm.HostPort, proto, owner, errdefs.ErrConflict),
 					"leave host_port out to get a dynamic port, or run one replica per node")
 			}
+			// A port this instance did not publish before must not be one a
+			// host program listens on (ours publish DNAT rules, no sockets).
+			if have[pm.Name] != pm.HostPort {
+				if err := network.CheckHostPort(pm.HostPort, proto); err != nil {
+					return nil, err
+				}
+			}
 		} else {
 			p, err := network.AllocatePort(used, w.cfg.PortMin, w.cfg.PortMax, proto)
 			if err != nil {

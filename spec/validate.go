@@ -14,9 +14,12 @@ import (
 
 // Limits enforced by validation.
 const (
-	MaxReplicas       = 1000
-	MaxCPU            = MilliCPU(1024 * 1000) // 1024 cores
-	MinMemory         = Bytes(4 << 20)        // 4Mi
+	MaxReplicas = 1000
+	MaxCPU      = MilliCPU(1024 * 1000) // 1024 cores
+	MinMemory   = Bytes(4 << 20)        // 4Mi
+	// MinPidsWithInit: gantry's init is PID 1 and runs several threads
+	// (each counts against the pids limit); below this it cannot start.
+	MinPidsWithInit   = 16
 	MaxStopGrace      = Duration(time.Hour)
 	MinHealthInterval = Duration(100 * time.Millisecond)
 	MaxHealthFailures = 100
@@ -150,7 +153,7 @@ func validate(s *Service, strict bool, p *problems) {
 	}
 	v.user(s.User)
 	v.ports(s.Ports)
-	v.resources(s.Resources)
+	v.resources(s.Resources, s.InitEnabled())
 	switch s.Restart {
 	case RestartAlways, RestartOnFailure, RestartNever:
 	case "":
@@ -377,7 +380,7 @@ func (v *validator) ports(ports []Port) {
 	}
 }
 
-func (v *validator) resources(r Resources) {
+func (v *validator) resources(r Resources, init bool) {
 	if r.CPU < 0 {
 		v.add("resources.cpu", "0 means no limit", "must not be negative, got %s", r.CPU)
 	} else if r.CPU > MaxCPU {
@@ -392,6 +395,10 @@ func (v *validator) resources(r Resources) {
 	}
 	if r.Pids < 0 {
 		v.add("resources.pids", "0 means no limit", "must not be negative, got %d", r.Pids)
+	} else if init && r.Pids > 0 && r.Pids < MinPidsWithInit {
+		v.add("resources.pids",
+			"gantry's init runs as PID 1 with a few threads, which count as pids, and crashes below this; set init: false to run your program alone under a tighter limit",
+			"must be 0 (no limit) or at least %d when init is on, got %d", MinPidsWithInit, r.Pids)
 	}
 }
 

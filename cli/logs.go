@@ -4,6 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gantry-dev/gantry/api"
 )
@@ -18,7 +21,7 @@ type logsCmd struct {
 
 var logsHelp = cmdHelp{
 	usage:   "logs NAME [--tail N] [--instance ID]",
-	summary: "Print the last lines of the log of every instance of service NAME, or of one instance.\nWith several instances, each line is prefixed with its instance ID.",
+	summary: "Print the last lines of the log of every instance of service NAME, or of one instance.\nWith several instances, each line is prefixed with its instance ID.\nOn a terminal, control characters (escape sequences) are shown escaped.",
 }
 
 func newLogsCmd(a *app) *logsCmd {
@@ -51,8 +54,12 @@ func (c *logsCmd) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	prefix := len(res.Instances) > 1
+	tty := isTerminal(c.app.stdout)
 	for _, b := range res.Instances {
 		for _, l := range b.Lines {
+			if tty {
+				l = escapeControls(l)
+			}
 			if prefix {
 				fmt.Fprintf(c.app.stdout, "%s | %s\n", b.Instance, l)
 			} else {
@@ -67,4 +74,41 @@ func (c *logsCmd) Run(ctx context.Context, args []string) error {
 		fmt.Fprintln(c.app.stderr, "(output was cut to the server's size limit: use --tail or --instance to see less)")
 	}
 	return nil
+}
+
+// escapeControls makes a log line safe to print on a terminal: control
+// characters other than tab (escape sequences that retitle the window,
+// write the clipboard or clear the screen, carriage returns that overwrite
+// the line) and invalid UTF-8 are shown as \xNN or \uNNNN. Log lines are
+// written by containers and are not trusted. Output to a pipe or file is
+// left as it is.
+func escapeControls(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || (unicode.IsControl(r) && r != '\t') {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case unicode.IsControl(r) && r != '\t':
+			if r < 0x80 {
+				fmt.Fprintf(&b, `\x%02x`, r)
+			} else {
+				fmt.Fprintf(&b, `\u%04x`, r)
+			}
+		default:
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
 }

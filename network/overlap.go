@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 
 	"github.com/gantry-dev/gantry/errdefs"
@@ -69,8 +70,16 @@ type route struct {
 
 // ipv4Routes reads the main table's IPv4 routes from /proc/net/route,
 // leaving out default routes (which overlap everything by design).
+//
+// It reads /proc/thread-self, not /proc/net (= /proc/self/net): the latter
+// shows the network namespace of the thread-group leader, and the leader
+// may be a thread that netns creation left inside an instance's namespace
+// (a locked thread that exits is parked, not killed, when it is the main
+// thread). The calling thread is locked so that it stays the one read.
 func ipv4Routes() ([]route, error) {
-	f, err := os.Open("/proc/net/route")
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	f, err := os.Open("/proc/thread-self/net/route")
 	if err != nil {
 		return nil, fmt.Errorf("network: read routes: %w", err)
 	}

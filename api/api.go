@@ -24,6 +24,7 @@ const (
 type DeployInput struct {
 	SpecYAML string         `json:"spec_yaml,omitempty" jsonschema:"the service spec as YAML or JSON text (use this or spec)"`
 	Spec     map[string]any `json:"spec,omitempty" jsonschema:"the service spec as a JSON object (use this or spec_yaml)"`
+	DryRun   bool           `json:"dry_run,omitempty" jsonschema:"true: change nothing and return the plan (fields changed, instances to create, replace and stop) with a plan ID for apply_plan"`
 }
 
 // DeployResult says what a deploy changed.
@@ -35,6 +36,7 @@ type DeployResult struct {
 	Changes []string `json:"changes,omitempty" jsonschema:"field paths that changed, e.g. image or env.GREETING"`
 	Desired int      `json:"desired"`
 	Message string   `json:"message"`
+	Plan    *Plan    `json:"plan,omitempty" jsonschema:"set on a dry run: what the deploy would do; nothing was changed"`
 }
 
 // NameInput names a service.
@@ -97,6 +99,7 @@ type Event struct {
 type ScaleInput struct {
 	Name     string `json:"name" jsonschema:"the service name"`
 	Replicas int    `json:"replicas" jsonschema:"the number of replicas wanted (0 to 1000)"`
+	DryRun   bool   `json:"dry_run,omitempty" jsonschema:"true: change nothing and return the plan with a plan ID for apply_plan"`
 }
 
 // ScaleResult is the output of scale_service.
@@ -104,6 +107,7 @@ type ScaleResult struct {
 	Service  string `json:"service"`
 	Previous int    `json:"previous"`
 	Desired  int    `json:"desired"`
+	Plan     *Plan  `json:"plan,omitempty" jsonschema:"set on a dry run: what the scale would do; nothing was changed"`
 }
 
 // RemoveResult is the output of remove_service.
@@ -111,6 +115,7 @@ type RemoveResult struct {
 	Service string `json:"service"`
 	Removed bool   `json:"removed" jsonschema:"true: the removal is under way; get_service answers not found once every instance has stopped"`
 	Stopped int    `json:"stopped" jsonschema:"instances being stopped"`
+	Plan    *Plan  `json:"plan,omitempty" jsonschema:"set on a dry run: what the removal would do; nothing was changed"`
 }
 
 // LogsInput is the input of service_logs.

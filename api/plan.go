@@ -1,0 +1,76 @@
+package api
+
+import "time"
+
+// Tool names of the plan and lifecycle tools.
+const (
+	ToolApplyPlan       = "apply_plan"
+	ToolServiceHistory  = "service_history"
+	ToolRollbackService = "rollback_service"
+	ToolRestartService  = "restart_service"
+	ToolListEvents      = "list_events"
+	ToolExplain         = "explain_instance"
+)
+
+// Plan actions: what applying a plan does.
+const (
+	ActionCreate   = "create"
+	ActionUpdate   = "update"
+	ActionScale    = "scale"
+	ActionRemove   = "remove"
+	ActionRestart  = "restart"
+	ActionRollback = "rollback"
+	ActionNone     = "none"
+)
+
+// Plan is what a mutating call would do, computed without changing
+// anything. Apply it with apply_plan and its ID while the service is
+// unchanged.
+type Plan struct {
+	ID      string   `json:"id" jsonschema:"the plan ID to pass to apply_plan"`
+	Action  string   `json:"action" jsonschema:"create, update, scale, remove, restart, rollback or none"`
+	Service string   `json:"service"`
+	Changes []string `json:"changes,omitempty" jsonschema:"spec field paths that change, e.g. image or env.GREETING"`
+	// FromVersion and ToVersion are the service's spec versions before and
+	// after (0: the service does not exist).
+	FromVersion int               `json:"from_version"`
+	ToVersion   int               `json:"to_version"`
+	Create      []PlannedInstance `json:"create" jsonschema:"instances that will be created in new slots"`
+	Replace     []PlannedInstance `json:"replace" jsonschema:"instances that will be replaced, one at a time, each only once the others are ready"`
+	Stop        []PlannedInstance `json:"stop" jsonschema:"instances that will be stopped and not replaced"`
+	Pending     string            `json:"pending,omitempty" jsonschema:"why some instances could not be placed now (they would stay pending)"`
+	Summary     string            `json:"summary" jsonschema:"the plan in plain language"`
+	Index       uint64            `json:"index" jsonschema:"the state index the plan was computed at"`
+	Base        uint64            `json:"base_modify_index" jsonschema:"the service's modify index the plan is based on (0: the service did not exist); apply_plan refuses the plan once it has changed"`
+	ExpiresAt   time.Time         `json:"expires_at"`
+}
+
+// PlannedInstance is one instance a plan creates, replaces or stops.
+type PlannedInstance struct {
+	ID          string `json:"id,omitempty" jsonschema:"the existing instance (empty for one not created yet)"`
+	Slot        int    `json:"slot"`
+	Node        string `json:"node,omitempty"`
+	FromVersion int    `json:"from_version,omitempty"`
+	ToVersion   int    `json:"to_version,omitempty"`
+}
+
+// ApplyPlanInput is the input of apply_plan.
+type ApplyPlanInput struct {
+	PlanID string `json:"plan_id" jsonschema:"the ID of a plan returned by a dry run (dry_run true)"`
+}
+
+// ApplyPlanResult is the output of apply_plan.
+type ApplyPlanResult struct {
+	PlanID  string `json:"plan_id"`
+	Action  string `json:"action"`
+	Service string `json:"service"`
+	Version int    `json:"version" jsonschema:"the service's spec version after the change"`
+	Index   uint64 `json:"index" jsonschema:"the state index of the change"`
+	Message string `json:"message"`
+}
+
+// RemoveInput is the input of remove_service.
+type RemoveInput struct {
+	Name   string `json:"name" jsonschema:"the service name"`
+	DryRun bool   `json:"dry_run,omitempty" jsonschema:"true: change nothing and return the plan (instances to stop) with a plan ID for apply_plan"`
+}

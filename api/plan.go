@@ -74,3 +74,44 @@ type RemoveInput struct {
 	Name   string `json:"name" jsonschema:"the service name"`
 	DryRun bool   `json:"dry_run,omitempty" jsonschema:"true: change nothing and return the plan (instances to stop) with a plan ID for apply_plan"`
 }
+
+// RestartInput is the input of restart_service.
+type RestartInput struct {
+	Name   string `json:"name" jsonschema:"the service name"`
+	DryRun bool   `json:"dry_run,omitempty" jsonschema:"true: change nothing and return the plan with a plan ID for apply_plan"`
+}
+
+// RollbackInput is the input of rollback_service.
+type RollbackInput struct {
+	Name    string `json:"name" jsonschema:"the service name"`
+	Version int    `json:"version" jsonschema:"the spec version to go back to (see service_history)"`
+	DryRun  bool   `json:"dry_run,omitempty" jsonschema:"true: change nothing and return the plan with a plan ID for apply_plan"`
+}
+
+// ChangeResult is the output of restart_service and rollback_service: the
+// change made, or on a dry run the plan.
+type ChangeResult struct {
+	Service string `json:"service"`
+	Action  string `json:"action"`
+	Version int    `json:"version" jsonschema:"the service's spec version after the change (on a dry run: after applying the plan)"`
+	Index   uint64 `json:"index,omitempty" jsonschema:"the state index of the change (0 on a dry run)"`
+	Message string `json:"message"`
+	Plan    *Plan  `json:"plan,omitempty" jsonschema:"set on a dry run: what the change would do; nothing was changed"`
+}
+
+// History is the output of service_history.
+type History struct {
+	Service  string        `json:"service"`
+	Current  int           `json:"current" jsonschema:"the version the service runs now"`
+	Versions []SpecVersion `json:"versions" jsonschema:"the versions kept (the last 20), oldest first"`
+}
+
+// SpecVersion is one version of a service's spec.
+type SpecVersion struct {
+	Version int            `json:"version"`
+	Cause   string         `json:"cause" jsonschema:"deploy (a spec change or rollback) or restart (same spec, instances replaced)"`
+	Time    time.Time      `json:"time"`
+	Image   string         `json:"image"`
+	Changes []string       `json:"changes,omitempty" jsonschema:"fields changed from the previous version kept"`
+	Spec    map[string]any `json:"spec"`
+}

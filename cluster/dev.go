@@ -213,7 +213,7 @@ func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoi
 		return err
 	}
 	be := &Backend{Store: st, Images: imgs, LogPath: wk.LogPath}
-	srv, err := mcp.NewServer(mcp.Config{Services: be, Images: be, Token: token, Logger: log, Version: Version})
+	srv, err := mcp.NewServer(mcp.Config{Services: be, Images: be, Plans: be, History: be, Token: token, Logger: log, Version: Version})
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,10 @@ import (
 type Config struct {
 	Services Services
 	Images   Images
+	// Plans, when set, enables dry runs and the apply_plan, restart_service
+	// and rollback_service tools; History adds service_history.
+	Plans   Planner
+	History Histories
 	// Token is the bearer token every HTTP request must carry. Required.
 	Token   string
 	Logger  *slog.Logger
@@ -36,6 +40,7 @@ type Server struct {
 	log      *slog.Logger
 	srv      *sdk.Server
 	handler  http.Handler
+	plan     *planTools // nil without Config.Plans
 }
 
 // instructions tell connected agents what the server is for.
@@ -74,6 +79,7 @@ func NewServer(cfg Config) (*Server, error) {
 		Capabilities: &sdk.ServerCapabilities{Tools: &sdk.ToolCapabilities{}},
 	})
 	s.addTools()
+	registerPlanTools(s, cfg)
 
 	// Stateless: every POST carries everything the server needs (the tools
 	// keep no per-session state), so there are no sessions to leak or expire.

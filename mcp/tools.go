@@ -158,6 +158,9 @@ func (s *Server) deploy(ctx context.Context, _ *sdk.CallToolRequest, in api.Depl
 		// Lines only mean something in text the caller wrote.
 		return api.DeployResult{}, "", specError(err, file == "spec_yaml")
 	}
+	if in.DryRun {
+		return s.dryRunDeploy(ctx, svc)
+	}
 	res, err := s.services.Deploy(ctx, svc)
 	if err != nil {
 		return api.DeployResult{}, "", describe(api.ToolDeploy, err, errorHint{notFound: "check the image with list_images or pull it with pull_image"})
@@ -241,6 +244,9 @@ func (s *Server) scaleService(ctx context.Context, _ *sdk.CallToolRequest, in ap
 	if err := validateReplicas(in.Replicas); err != nil {
 		return api.ScaleResult{}, "", err
 	}
+	if in.DryRun {
+		return s.dryRunScale(ctx, in)
+	}
 	res, err := s.services.Scale(ctx, in.Name, in.Replicas)
 	if err != nil {
 		return api.ScaleResult{}, "", describe(api.ToolScaleService, err, serviceNotFound(in.Name))
@@ -255,9 +261,12 @@ func (s *Server) scaleService(ctx context.Context, _ *sdk.CallToolRequest, in ap
 	return *res, text, nil
 }
 
-func (s *Server) removeService(ctx context.Context, _ *sdk.CallToolRequest, in api.NameInput) (api.RemoveResult, string, error) {
+func (s *Server) removeService(ctx context.Context, _ *sdk.CallToolRequest, in api.RemoveInput) (api.RemoveResult, string, error) {
 	if err := validateName(in.Name); err != nil {
 		return api.RemoveResult{}, "", err
+	}
+	if in.DryRun {
+		return s.dryRunRemove(ctx, in)
 	}
 	res, err := s.services.Remove(ctx, in.Name)
 	if err != nil {

@@ -26,6 +26,7 @@ func allOps() []Op {
 		DeleteInstance{ID: "web-0"},
 		PutNode{Node: Node{ID: "n", Labels: map[string]string{"a": "b"}, CPU: 1000}},
 		AppendEvent{Event: Event{Service: "web", Type: "Started", Time: at}},
+		RestartService{Name: "web", ExpectModifyIndex: 4},
 	}
 }
 

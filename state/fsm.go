@@ -141,6 +141,8 @@ func (a *applier) apply(op Op) error {
 		return a.putNode(op)
 	case AppendEvent:
 		return a.appendEvent(op)
+	case RestartService:
+		return a.restartService(op)
 	}
 	return invalid("op %T is unknown", op)
 }
@@ -184,6 +186,7 @@ func (a *applier) putService(op PutService) error {
 	svc.ModifyIndex = a.index
 	svc.UpdatedAt = a.now
 	a.insert(tableServices, &svc)
+	a.recordHistory(&svc, old)
 	return nil
 }
 
@@ -202,6 +205,7 @@ func (a *applier) deleteService(op DeleteService) error {
 		return fmt.Errorf("delete service %q: %w", op.Name, errdefs.ErrNotFound)
 	}
 	check(a.txn.Delete(tableServices, old))
+	a.dropHistory(op.Name)
 	return nil
 }
 
@@ -321,12 +325,13 @@ const snapshotJSON byte = 1
 // snapshotData is every table. Rows are written in index order so that two
 // snapshots of the same state are byte-identical.
 type snapshotData struct {
-	Index     uint64      `json:"index"`
-	LastSeq   uint64      `json:"last_event_seq"`
-	Services  []*Service  `json:"services"`
-	Instances []*Instance `json:"instances"`
-	Nodes     []*Node     `json:"nodes"`
-	Events    []*Event    `json:"events"`
+	Index     uint64         `json:"index"`
+	LastSeq   uint64         `json:"last_event_seq"`
+	Services  []*Service     `json:"services"`
+	Instances []*Instance    `json:"instances"`
+	Nodes     []*Node        `json:"nodes"`
+	Events    []*Event       `json:"events"`
+	History   []*SpecVersion `json:"history,omitempty"`
 }
 
 // fsmSnapshot holds a read transaction: memdb rows are immutable, so it is
@@ -357,6 +362,7 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		Instances: rows[Instance](s.txn, tableInstances),
 		Nodes:     rows[Node](s.txn, tableNodes),
 		Events:    rows[Event](s.txn, tableEvents),
+		History:   rows[SpecVersion](s.txn, tableHistory),
 	}
 	w := bufio.NewWriter(sink)
 	err := w.WriteByte(snapshotJSON)
@@ -407,6 +413,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		insertAll(tableInstances, len(data.Instances), func(i int) any { return data.Instances[i] }),
 		insertAll(tableNodes, len(data.Nodes), func(i int) any { return data.Nodes[i] }),
 		insertAll(tableEvents, len(data.Events), func(i int) any { return data.Events[i] }),
+		insertAll(tableHistory, len(data.History), func(i int) any { return data.History[i] }),
 		txn.Insert(tableMeta, &metaRow{Key: metaIndexKey, Value: data.Index}),
 	)
 	if err != nil {

@@ -104,6 +104,7 @@ type wireOp struct {
 	DeleteInstance     *DeleteInstance     `json:"delete_instance,omitempty"`
 	PutNode            *PutNode            `json:"put_node,omitempty"`
 	AppendEvent        *AppendEvent        `json:"append_event,omitempty"`
+	RestartService     *RestartService     `json:"restart_service,omitempty"`
 }
 
 func (o PutService) wrap() wireOp         { return wireOp{PutService: &o} }
@@ -141,6 +142,9 @@ func (w wireOp) unwrap() (Op, error) {
 	}
 	if w.AppendEvent != nil {
 		ops = append(ops, *w.AppendEvent)
+	}
+	if w.RestartService != nil {
+		ops = append(ops, *w.RestartService)
 	}
 	if len(ops) != 1 {
 		return nil, fmt.Errorf("op holds %d operations, want exactly 1 (written by a newer gantry?): %w", len(ops), errdefs.ErrInvalid)

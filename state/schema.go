@@ -84,6 +84,7 @@ func schema() *memdb.DBSchema {
 				indexInstance: named(indexInstance, str("Instance", true)),
 			},
 		},
+		tableHistory: historyTable(),
 		tableMeta: {
 			Name:    tableMeta,
 			Indexes: map[string]*memdb.IndexSchema{indexID: primary(str("Key", false))},

@@ -1,0 +1,90 @@
+package state
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/gantry-dev/gantry/errdefs"
+)
+
+func historyVersions(s *Store, name string) []string {
+	var out []string
+	for _, h := range s.History(name) {
+		out = append(out, fmt.Sprintf("%d:%s:%s", h.Version, h.Cause, h.Spec.Image))
+	}
+	return out
+}
+
+func TestHistoryRecordsEveryVersion(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	apply(t, s, PutService{Service: Service{Spec: webSpec("busybox:1", 2)}})
+	// A scale does not bump the version, so it records nothing.
+	apply(t, s, PutService{Service: Service{Spec: webSpec("busybox:1", 5)}})
+	apply(t, s, PutService{Service: Service{Spec: webSpec("busybox:2", 5)}})
+	svc, err := s.Service("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(t, s, RestartService{Name: "web", ExpectModifyIndex: svc.ModifyIndex})
+
+	got := fmt.Sprint(historyVersions(s, "web"))
+	if want := "[1:deploy:busybox:1 2:deploy:busybox:2 3:restart:busybox:2]"; got != want {
+		t.Fatalf("history = %s, want %s", got, want)
+	}
+	svc, _ = s.Service("web")
+	if svc.Version != 3 || svc.Spec.Image != "busybox:2" {
+		t.Errorf("after restart: version %d image %s, want 3 busybox:2", svc.Version, svc.Spec.Image)
+	}
+	v1, err := s.SpecAt("web", 1)
+	if err != nil || v1.Spec.Image != "busybox:1" || v1.Spec.Replicas != 2 {
+		t.Fatalf("SpecAt(1) = %+v, %v", v1, err)
+	}
+	if _, err := s.SpecAt("web", 9); !errdefs.IsNotFound(err) {
+		t.Errorf("SpecAt(9) error = %v, want not found", err)
+	}
+
+	// A stale restart is refused and changes nothing.
+	_, err = s.Apply(context.Background(), RestartService{Name: "web", ExpectModifyIndex: 1})
+	if !errdefs.IsConflict(err) {
+		t.Errorf("stale restart: error = %v, want conflict", err)
+	}
+	if _, err := s.Apply(context.Background(), RestartService{Name: "nope"}); !errdefs.IsNotFound(err) {
+		t.Errorf("restart of a missing service: error = %v, want not found", err)
+	}
+	if n := len(s.History("web")); n != 3 {
+		t.Errorf("history has %d rows after refused restarts, want 3", n)
+	}
+
+	// Deleting the service drops its history.
+	apply(t, s, DeleteService{Name: "web"})
+	if h := s.History("web"); len(h) != 0 {
+		t.Errorf("history after delete = %v, want empty", historyVersions(s, "web"))
+	}
+}
+
+func TestHistoryIsBoundedAndSurvivesSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	small := func(c *Config) { c.TrailingLogs = 1 }
+	s := openStore(t, dir, small)
+	for i := range MaxHistory + 5 {
+		apply(t, s, PutService{Service: Service{Spec: webSpec(fmt.Sprintf("busybox:%d", i), 1)}})
+	}
+	h := s.History("web")
+	if len(h) != MaxHistory || h[0].Version != 6 || h[len(h)-1].Version != MaxHistory+5 {
+		t.Fatalf("history keeps %d versions from %d to %d, want %d from 6 to %d",
+			len(h), h[0].Version, h[len(h)-1].Version, MaxHistory, MaxHistory+5)
+	}
+	if err := s.raft.Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	apply(t, s, RestartService{Name: "web"})
+	before := fmt.Sprint(historyVersions(s, "web"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openStore(t, dir, small)
+	if after := fmt.Sprint(historyVersions(s2, "web")); after != before {
+		t.Fatalf("history after restore:\n%s\nwant\n%s", after, before)
+	}
+}

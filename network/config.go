@@ -37,8 +37,10 @@ const (
 	ifName = "eth0"
 	// maxIDLen bounds instance ids. Chain names are hashed by the plugins
 	// and veth names are random, so the limit only keeps file names, cache
-	// keys and iptables comments (256 bytes max) comfortably short.
-	maxIDLen = 64
+	// keys and iptables comments (256 bytes max) comfortably short. It must
+	// fit the longest instance id: a 63-character service name, a slot of
+	// up to 3 digits and a 6-character suffix (74).
+	maxIDLen = 128
 	// capPortNames is a capability key no plugin declares: libcni passes
 	// only declared capabilities to plugins but caches all of them, which
 	// lets Attachment give back the port names after a restart.

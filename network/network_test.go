@@ -314,7 +314,7 @@ func TestValidation(t *testing.T) {
 	t.Parallel()
 	m := &Manager{} // validation happens before any use of the Manager
 	ctx := context.Background()
-	for _, id := range []string{"", "../x", "a/b", "-x", "x y", strings.Repeat("a", 65)} {
+	for _, id := range []string{"", "../x", "a/b", "-x", "x y", strings.Repeat("a", maxIDLen+1)} {
 		if _, err := m.Setup(ctx, id, nil); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "id") {
 			t.Errorf("Setup(%q): want ErrInvalid naming id, got %v", id, err)
 		}
@@ -542,5 +542,34 @@ func TestCheckHostPort(t *testing.T) {
 	}
 	if err := CheckHostPort(free, ""); err != nil {
 		t.Errorf("free port %d: %v", free, err)
+	}
+}
+
+// The longest instance id the controller makes (a 63-character service
+// name, slot 999, a 6-character suffix) attaches, publishes and tears down.
+func TestLongestInstanceID(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t)
+	ctx := context.Background()
+	id := strings.Repeat("l", 59) + randHex(2) + "-999-" + randHex(3)
+	if len(id) != 74 {
+		t.Fatalf("test id is %d characters", len(id))
+	}
+	port, err := AllocatePort(nil, 20000, 29999, "tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := env.m.Setup(ctx, id, []PortMapping{{Name: "http", HostPort: port, ContainerPort: 8080}})
+	if err != nil {
+		t.Fatalf("Setup of a %d-character id: %v", len(id), err)
+	}
+	if a.IP == "" || len(a.Ports) != 1 {
+		t.Fatalf("attachment %+v", a)
+	}
+	if err := env.m.Teardown(ctx, id); err != nil {
+		t.Fatalf("Teardown: %v", err)
+	}
+	if out, _ := exec.Command("iptables-save", "-t", "nat").Output(); strings.Contains(string(out), id) {
+		t.Errorf("rules for %s left after teardown", id)
 	}
 }

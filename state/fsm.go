@@ -141,6 +141,12 @@ func (a *applier) apply(op Op) error {
 		return a.putNode(op)
 	case AppendEvent:
 		return a.appendEvent(op)
+	case PutToken:
+		return a.putToken(op)
+	case RevokeToken:
+		return a.revokeToken(op)
+	case AppendAudit:
+		return a.appendAudit(op)
 	case RestartService:
 		return a.restartService(op)
 	}
@@ -332,6 +338,8 @@ type snapshotData struct {
 	Nodes     []*Node        `json:"nodes"`
 	Events    []*Event       `json:"events"`
 	History   []*SpecVersion `json:"history,omitempty"`
+	Tokens    []*Token       `json:"tokens,omitempty"`
+	Audit     []*AuditEntry  `json:"audit,omitempty"`
 }
 
 // fsmSnapshot holds a read transaction: memdb rows are immutable, so it is
@@ -363,6 +371,8 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		Nodes:     rows[Node](s.txn, tableNodes),
 		Events:    rows[Event](s.txn, tableEvents),
 		History:   rows[SpecVersion](s.txn, tableHistory),
+		Tokens:    rows[Token](s.txn, tableTokens),
+		Audit:     rows[AuditEntry](s.txn, tableAudit),
 	}
 	w := bufio.NewWriter(sink)
 	err := w.WriteByte(snapshotJSON)
@@ -414,6 +424,8 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		insertAll(tableNodes, len(data.Nodes), func(i int) any { return data.Nodes[i] }),
 		insertAll(tableEvents, len(data.Events), func(i int) any { return data.Events[i] }),
 		insertAll(tableHistory, len(data.History), func(i int) any { return data.History[i] }),
+		insertAll(tableTokens, len(data.Tokens), func(i int) any { return data.Tokens[i] }),
+		insertAll(tableAudit, len(data.Audit), func(i int) any { return data.Audit[i] }),
 		txn.Insert(tableMeta, &metaRow{Key: metaIndexKey, Value: data.Index}),
 	)
 	if err != nil {

@@ -104,6 +104,9 @@ type wireOp struct {
 	DeleteInstance     *DeleteInstance     `json:"delete_instance,omitempty"`
 	PutNode            *PutNode            `json:"put_node,omitempty"`
 	AppendEvent        *AppendEvent        `json:"append_event,omitempty"`
+	PutToken           *PutToken           `json:"put_token,omitempty"`
+	RevokeToken        *RevokeToken        `json:"revoke_token,omitempty"`
+	AppendAudit        *AppendAudit        `json:"append_audit,omitempty"`
 	RestartService     *RestartService     `json:"restart_service,omitempty"`
 }
 
@@ -142,6 +145,15 @@ func (w wireOp) unwrap() (Op, error) {
 	}
 	if w.AppendEvent != nil {
 		ops = append(ops, *w.AppendEvent)
+	}
+	if w.PutToken != nil {
+		ops = append(ops, *w.PutToken)
+	}
+	if w.RevokeToken != nil {
+		ops = append(ops, *w.RevokeToken)
+	}
+	if w.AppendAudit != nil {
+		ops = append(ops, *w.AppendAudit)
 	}
 	if w.RestartService != nil {
 		ops = append(ops, *w.RestartService)

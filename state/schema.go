@@ -85,6 +85,8 @@ func schema() *memdb.DBSchema {
 			},
 		},
 		tableHistory: historyTable(),
+		tableTokens:  tokensTable(),
+		tableAudit:   auditTable(),
 		tableMeta: {
 			Name:    tableMeta,
 			Indexes: map[string]*memdb.IndexSchema{indexID: primary(str("Key", false))},

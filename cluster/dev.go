@@ -213,7 +213,11 @@ func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoi
 		return err
 	}
 	be := &Backend{Store: st, Images: imgs, LogPath: wk.LogPath}
-	srv, err := mcp.NewServer(mcp.Config{Services: be, Images: be, Plans: be, History: be, Token: token, Logger: log, Version: Version})
+	audit := NewAuditWriter(st, log, 0)
+	defer startAuditWriter(ctx, audit)() // stops after the MCP server, before the store closes
+	auth := NewAuth(st, token, audit)
+	srv, err := mcp.NewServer(mcp.Config{Services: be, Images: be, Plans: be, History: be, Token: token, Logger: log, Version: Version,
+		Auth: auth, Audit: audit, Access: auth})
 	if err != nil {
 		return err
 	}

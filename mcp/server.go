@@ -3,7 +3,6 @@ package mcp
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,7 +26,13 @@ type Config struct {
 	Plans   Planner
 	History Histories
 	// Token is the bearer token every HTTP request must carry. Required.
-	Token   string
+	Token string
+	// Auth, when set, authenticates requests instead of Token: it maps a
+	// bearer token to a principal with scopes. Audit, when set, records
+	// every tool call; Access enables the token and audit tools.
+	Auth    Authenticator
+	Audit   Auditor
+	Access  Access
 	Logger  *slog.Logger
 	Version string
 }
@@ -40,6 +45,8 @@ type Server struct {
 	log      *slog.Logger
 	srv      *sdk.Server
 	handler  http.Handler
+	auditor  Auditor    // nil: calls are not audited
+	access   Access     // nil: no token and audit tools
 	plan     *planTools // nil without Config.Plans
 }
 
@@ -55,7 +62,7 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Services == nil || cfg.Images == nil {
 		return nil, fmt.Errorf("mcp server: Services and Images are required: %w", errdefs.ErrInvalid)
 	}
-	if cfg.Token == "" {
+	if cfg.Token == "" && cfg.Auth == nil {
 		return nil, errdefs.WithHint(fmt.Errorf("mcp server: empty bearer token: %w", errdefs.ErrInvalid),
 			"generate a random token (the admin token file) and pass it as Config.Token")
 	}
@@ -71,6 +78,8 @@ func NewServer(cfg Config) (*Server, error) {
 		services: cfg.Services,
 		images:   cfg.Images,
 		log:      log,
+		auditor:  cfg.Audit,
+		access:   cfg.Access,
 	}
 	s.srv = sdk.NewServer(&sdk.Implementation{Name: "gantry", Title: "Gantry", Version: version}, &sdk.ServerOptions{
 		Instructions: instructions,
@@ -80,6 +89,7 @@ func NewServer(cfg Config) (*Server, error) {
 	})
 	s.addTools()
 	registerPlanTools(s, cfg)
+	registerAuthTools(s)
 
 	// Stateless: every POST carries everything the server needs (the tools
 	// keep no per-session state), so there are no sessions to leak or expire.
@@ -88,7 +98,11 @@ func NewServer(cfg Config) (*Server, error) {
 		Stateless: true,
 		Logger:    slog.New(minLevel{log.Handler(), slog.LevelWarn}).With("component", "mcp-http"),
 	})
-	s.handler = checkOrigin(requireToken(cfg.Token, stream))
+	authn := cfg.Auth
+	if authn == nil {
+		authn = staticAuth{sum: sha256.Sum256([]byte(cfg.Token))}
+	}
+	s.handler = checkOrigin(authenticate(authn, stream))
 	return s, nil
 }
 
@@ -130,31 +144,6 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 		return fmt.Errorf("shutting down MCP server: %w", shutErr)
 	}
 	return nil
-}
-
-// unauthorizedBody tells a client without a valid token how to get one.
-const unauthorizedBody = `{"error":"unauthorized","message":"this endpoint needs the header 'Authorization: Bearer <token>'. The admin token is in the file admin.token in gantry's data directory (default /var/lib/gantry/admin.token, readable by root); the gantry CLI reads it from there or from the GANTRY_TOKEN environment variable."}` + "\n"
-
-// requireToken rejects requests that do not carry the bearer token.
-func requireToken(token string, next http.Handler) http.Handler {
-	want := sha256.Sum256([]byte(token))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		auth := r.Header.Get("Authorization")
-		scheme, got, ok := strings.Cut(auth, " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="gantry"`)
-			writeJSONError(w, http.StatusUnauthorized, unauthorizedBody)
-			return
-		}
-		// Compare fixed-size digests so that neither content nor length leaks.
-		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
-		if subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="gantry", error="invalid_token", error_description="the token does not match the server's admin token"`)
-			writeJSONError(w, http.StatusUnauthorized, unauthorizedBody)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 // checkOrigin protects against DNS rebinding and cross-site requests from

@@ -102,6 +102,12 @@ func addTool[In, Out any](s *Server, t *sdk.Tool, h handler[In, Out]) {
 	name := t.Name
 	sdk.AddTool(s.srv, t, func(ctx context.Context, req *sdk.CallToolRequest, in In) (res *sdk.CallToolResult, out Out, err error) {
 		start := time.Now()
+		ctx, guard, denied := s.authorize(ctx, req, t, start)
+		defer func() { guard.finish(ctx, err) }() // after the recover below has set err
+		if denied != nil {
+			var zero Out
+			return nil, zero, denied
+		}
 		defer func() {
 			if p := recover(); p != nil {
 				s.log.Error("tool handler panicked", "tool", name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))

@@ -24,12 +24,13 @@ type deployCmd struct {
 	detach  bool
 	timeout time.Duration
 	pull    string
+	dryRun  bool
 	// poll is the interval between status checks while waiting.
 	poll time.Duration
 }
 
 var deployHelp = cmdHelp{
-	usage: "deploy -f FILE [--detach] [--timeout 5m] [--pull missing|always|never]",
+	usage: "deploy -f FILE [--dry-run] [--detach] [--timeout 5m] [--pull missing|always|never]",
 	summary: `Create or update the service described by FILE (YAML or JSON). The file is
 checked locally first, so mistakes are reported with their line. The image is
 pulled (with progress) unless it is cached, the spec deployed, and then, unless
@@ -44,6 +45,7 @@ func newDeployCmd(a *app) *deployCmd {
 	c.fs.BoolVar(&c.detach, "detach", false, "return after the deploy is accepted instead of waiting for the rollout")
 	c.fs.DurationVar(&c.timeout, "timeout", 5*time.Minute, "how long to wait for the rollout")
 	c.fs.StringVar(&c.pull, "pull", "missing", "when to pull the image first: missing (not cached), always or never")
+	c.fs.BoolVar(&c.dryRun, "dry-run", false, "change nothing: print the plan (fields changed, instances to create, replace and stop) and its ID for gantry apply")
 	a.g.register(c.fs)
 	return c
 }
@@ -78,6 +80,9 @@ func (c *deployCmd) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer cl.Close()
+	if c.dryRun {
+		return c.plan(ctx, cl, data)
+	}
 	if err := c.ensureImage(ctx, cl, svc.Image); err != nil {
 		return err
 	}

@@ -224,7 +224,16 @@ func (d *decoder) resolve(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-func (d *decoder) stopped() bool { return d.budget <= 0 || d.errs.full() }
+// stopped reports whether decoding should stop: the node budget is spent or
+// the problem list is full. It is only asked while input remains, so a full
+// list means problems may go unreported, which the error then says.
+func (d *decoder) stopped() bool {
+	if d.errs.full() {
+		d.errs.truncated = true
+		return true
+	}
+	return d.budget <= 0
+}
 
 func isNull(n *yaml.Node) bool {
 	return n.Kind == yaml.AliasNode || (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null")

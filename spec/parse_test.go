@@ -2,6 +2,7 @@ package spec
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -293,18 +294,22 @@ health:
 }
 
 func TestParseTooManyProblems(t *testing.T) {
-	var b strings.Builder
-	b.WriteString("name: web\nimage: busybox\nenv:\n")
+	var env, top strings.Builder
+	env.WriteString("name: web\nimage: busybox\nenv:\n")
+	top.WriteString("name: web\nimage: busybox\n")
 	for i := 0; i < 300; i++ {
-		b.WriteString("  \"A=" + strings.Repeat("x", i%50) + string(rune('a'+i%26)) + "\": v\n")
+		env.WriteString("  \"A=" + strings.Repeat("x", i%50) + string(rune('a'+i%26)) + "\": v\n")
+		fmt.Fprintf(&top, "unknown%d: 1\n", i) // the decoder stops early here
 	}
-	_, err := Parse([]byte(b.String()), "t.yaml")
-	ve, ok := AsValidationError(err)
-	if !ok {
-		t.Fatalf("error %v", err)
-	}
-	if len(ve.Errors) != maxProblems+1 || !strings.Contains(ve.Errors[maxProblems].Message, "too many problems") {
-		t.Fatalf("got %d problems, last %v; want %d and a truncation note", len(ve.Errors), ve.Errors[len(ve.Errors)-1], maxProblems+1)
+	for what, in := range map[string]string{"bad env keys": env.String(), "unknown fields": top.String()} {
+		_, err := Parse([]byte(in), "t.yaml")
+		ve, ok := AsValidationError(err)
+		if !ok {
+			t.Fatalf("%s: error %v", what, err)
+		}
+		if len(ve.Errors) != maxProblems+1 || !strings.Contains(ve.Errors[maxProblems].Message, "too many problems") {
+			t.Errorf("%s: got %d problems, last %v; want %d and a truncation note", what, len(ve.Errors), ve.Errors[len(ve.Errors)-1], maxProblems+1)
+		}
 	}
 }
 

@@ -498,7 +498,10 @@ func registryError(r name.Reference, err error) error {
 		hint = errdefs.WithHint(fmt.Errorf("image %s: TLS to registry %s failed (%v): %w", r.Name(), host, err, errdefs.ErrUnavailable),
 			fmt.Sprintf("install the registry's CA certificate on this machine, or, for a registry without TLS, use --insecure-registry %s", host))
 	default:
-		return fmt.Errorf("image %s: registry %s: %v: %w", r.Name(), host, err, errdefs.ErrUnavailable)
+		// Unreachable hosts, timeouts, dropped connections: without a hint
+		// of its own, the API edge would blame the cluster instead.
+		hint = errdefs.WithHint(fmt.Errorf("image %s: registry %s: %v: %w", r.Name(), host, err, errdefs.ErrUnavailable),
+			fmt.Sprintf("check that %s is reachable from the gantry host (address, routes, firewall, proxy) and retry", host))
 	}
 	return hint
 }

@@ -252,6 +252,28 @@ func TestPullErrors(t *testing.T) {
 		t.Errorf("closed port: %v, want unavailable with a hint", err)
 	}
 
+	// A registry that drops every connection: a network failure with no
+	// case of its own still says to check the registry, not the cluster.
+	drop, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer drop.Close()
+	go func() {
+		for {
+			c, err := drop.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	_, err = s.Pull(t.Context(), drop.Addr().String()+"/test/app:1", nil)
+	var he *errdefs.HintError
+	if !errdefs.IsUnavailable(err) || !errors.As(err, &he) || !strings.Contains(he.Hint, "is reachable from the gantry host") {
+		t.Errorf("dropped connections: %v, want unavailable with a hint about reaching the registry", err)
+	}
+
 	_, err = s.Pull(t.Context(), "UPPER/Case:bad tag", nil)
 	if !errdefs.IsInvalid(err) {
 		t.Errorf("bad reference: %v, want ErrInvalid", err)

@@ -175,7 +175,7 @@ func (c *client) explain(ctx context.Context, err error) error {
 	}
 	switch c.rt.status.Load() {
 	case http.StatusUnauthorized:
-		return fmt.Errorf("the gantry server at %s rejected the token: use that server's admin token (GANTRY_TOKEN, or --token-file; default %s)", c.addr, defaultTokenFile)
+		return fmt.Errorf("the gantry server at %s rejected the token (unknown or revoked): use that server's admin token or a token from `gantry token create` (GANTRY_TOKEN, or --token-file; default %s)", c.addr, defaultTokenFile)
 	case http.StatusForbidden:
 		return fmt.Errorf("the gantry server at %s refused the request (403 Forbidden): %v", c.addr, err)
 	case http.StatusNotFound:

@@ -76,6 +76,8 @@ func builtins() []command {
 		{"history", "list the spec versions of a service", func(ctx context.Context, a *app, args []string) error { return newHistoryCmd(a).Run(ctx, args) }},
 		{"rollback", "deploy an earlier spec version of a service again", func(ctx context.Context, a *app, args []string) error { return newRollbackCmd(a).Run(ctx, args) }},
 		{"restart", "restart a service's instances one at a time", func(ctx context.Context, a *app, args []string) error { return newRestartCmd(a).Run(ctx, args) }},
+		{"token", "create, list and revoke API tokens (token create|ls|revoke)", func(ctx context.Context, a *app, args []string) error { return newTokenCmd(a).Run(ctx, args) }},
+		{"audit", "show and verify the audit log of tool calls", func(ctx context.Context, a *app, args []string) error { return newAuditCmd(a).Run(ctx, args) }},
 		{"mcp", "bridge stdio to the MCP endpoint, for desktop MCP clients", func(ctx context.Context, a *app, args []string) error { return newMCPCmd(a).Run(ctx, args) }},
 		{"version", "print the client and server versions", func(ctx context.Context, a *app, args []string) error { return newVersionCmd(a).Run(ctx, args) }},
 		{"help", "show help for gantry or one command", func(ctx context.Context, a *app, args []string) error { return newHelpCmd(a).Run(ctx, args) }},

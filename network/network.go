@@ -94,6 +94,9 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	if err := checkHost(opts.PluginDirs); err != nil {
 		return nil, err
 	}
+	if err := checkBridgeName(opts.Bridge); err != nil {
+		return nil, err
+	}
 	if err := checkSubnetFree(opts.Bridge, opts.Subnet); err != nil {
 		return nil, err
 	}

@@ -53,6 +53,21 @@ func checkSubnetFree(bridge, subnet string) error {
 	return nil
 }
 
+// checkBridgeName refuses an existing interface that is not a bridge as
+// the network's bridge: --bridge eth0 would otherwise pass every check
+// (its own subnet is skipped as "ours"), get gantry's iptables rules, and
+// only fail at the first container.
+func checkBridgeName(bridge string) error {
+	if _, err := os.Stat("/sys/class/net/" + bridge); err != nil {
+		return nil // created at the first attachment
+	}
+	if _, err := os.Stat("/sys/class/net/" + bridge + "/bridge"); err == nil {
+		return nil
+	}
+	return errdefs.WithHint(fmt.Errorf("network: interface %s exists and is not a bridge: %w", bridge, errdefs.ErrConflict),
+		"pass the name of a bridge for gantry's containers that no other interface uses, e.g. --bridge gantry0; gantry creates it")
+}
+
 func subnetTaken(subnet, what, iface string) error {
 	hint := "choose a free --subnet (the host's routes: ip -4 route)"
 	if _, err := os.Stat("/sys/class/net/" + iface + "/bridge"); err == nil {

@@ -3,6 +3,7 @@ package network
 import (
 	"encoding/binary"
 	"net"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -66,5 +67,25 @@ func TestHexIPv4(t *testing.T) {
 		if err != nil || ip.String() != want {
 			t.Errorf("hexIPv4(%s) = %v, %v; want %s", in, ip, err, want)
 		}
+	}
+}
+
+// An existing interface that is not a bridge (lo, eth0) cannot be the
+// network's bridge; a missing one is created later, so it passes.
+func TestCheckBridgeName(t *testing.T) {
+	if err := checkBridgeName("lo"); !errdefs.IsConflict(err) || !strings.Contains(err.Error(), "not a bridge") {
+		t.Errorf("lo: err = %v, want a conflict saying it is not a bridge", err)
+	}
+	name := "gtbr" + randHex(3)
+	if err := checkBridgeName(name); err != nil {
+		t.Errorf("missing interface: %v", err)
+	}
+	requireHost(t)
+	if out, err := exec.Command("ip", "link", "add", name, "type", "bridge").CombinedOutput(); err != nil {
+		t.Fatalf("ip link add: %v: %s", err, out)
+	}
+	defer exec.Command("ip", "link", "del", name).Run()
+	if err := checkBridgeName(name); err != nil {
+		t.Errorf("existing bridge %s: %v", name, err)
 	}
 }

@@ -217,7 +217,7 @@ func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoi
 	defer startAuditWriter(ctx, audit)() // stops after the MCP server, before the store closes
 	auth := NewAuth(st, token, audit)
 	srv, err := mcp.NewServer(mcp.Config{Services: be, Images: be, Plans: be, History: be, Token: token, Logger: log, Version: Version,
-		Auth: auth, Audit: audit, Access: auth})
+		Auth: auth, Audit: audit, Access: auth, Resources: be})
 	if err != nil {
 		return err
 	}
@@ -234,6 +234,7 @@ func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoi
 	g.Go(func() error { return controller.New(st, log).Run(gctx) })
 	g.Go(func() error { return wk.Run(gctx) })
 	g.Go(func() error { return mcp.Serve(gctx, ln, mux) })
+	g.Go(func() error { return srv.WatchResources(gctx) })
 	endpoint := "http://" + ln.Addr().String() + "/mcp"
 	log.Info("gantry dev started", "endpoint", endpoint, "data_dir", o.DataDir, "runtime", rt.Name(), "startup", time.Since(start).Round(time.Millisecond))
 	if ready != nil {

@@ -60,7 +60,7 @@ func testBridge(t *testing.T, version string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tools.Tools) != 10 {
+	if len(tools.Tools) != 11 {
 		t.Errorf("listed %d tools through the bridge", len(tools.Tools))
 	}
 	res := call(t, cs, api.ToolDeploy, api.DeployInput{SpecYAML: webYAML})

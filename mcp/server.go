@@ -25,6 +25,9 @@ type Config struct {
 	// and rollback_service tools; History adds service_history.
 	Plans   Planner
 	History Histories
+	// Resources, when set, serves the gantry:// resources; run
+	// WatchResources to push updates to their subscribers.
+	Resources ResourceSource
 	// Token is the bearer token every HTTP request must carry. Required.
 	Token string
 	// Auth, when set, authenticates requests instead of Token: it maps a
@@ -45,9 +48,10 @@ type Server struct {
 	log      *slog.Logger
 	srv      *sdk.Server
 	handler  http.Handler
-	auditor  Auditor    // nil: calls are not audited
-	access   Access     // nil: no token and audit tools
-	plan     *planTools // nil without Config.Plans
+	auditor  Auditor        // nil: calls are not audited
+	access   Access         // nil: no token and audit tools
+	plan     *planTools     // nil without Config.Plans
+	watch    *resourceWatch // nil without Config.Resources
 }
 
 // instructions tell connected agents what the server is for.
@@ -84,12 +88,15 @@ func NewServer(cfg Config) (*Server, error) {
 	s.srv = sdk.NewServer(&sdk.Implementation{Name: "gantry", Title: "Gantry", Version: version}, &sdk.ServerOptions{
 		Instructions: instructions,
 		// The SDK logs every (per-request, stateless) session at Info.
-		Logger:       slog.New(minLevel{log.Handler(), slog.LevelWarn}).With("component", "mcp-sdk"),
-		Capabilities: &sdk.ServerCapabilities{Tools: &sdk.ToolCapabilities{}},
+		Logger:             slog.New(minLevel{log.Handler(), slog.LevelWarn}).With("component", "mcp-sdk"),
+		Capabilities:       &sdk.ServerCapabilities{Tools: &sdk.ToolCapabilities{}},
+		SubscribeHandler:   s.subscribeResource,
+		UnsubscribeHandler: s.unsubscribeResource,
 	})
 	s.addTools()
 	registerPlanTools(s, cfg)
 	registerAuthTools(s)
+	registerIntentFeatures(s, cfg)
 
 	// Stateless: every POST carries everything the server needs (the tools
 	// keep no per-session state), so there are no sessions to leak or expire.

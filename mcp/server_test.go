@@ -169,7 +169,7 @@ func TestToolsHaveSchemasAndAnnotations(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{api.ToolDeploy, api.ToolListServices, api.ToolGetService, api.ToolScaleService, api.ToolRemoveService,
-		api.ToolServiceLogs, api.ToolListNodes, api.ToolListImages, api.ToolImportImage, api.ToolPullImage}
+		api.ToolServiceLogs, api.ToolListNodes, api.ToolListImages, api.ToolImportImage, api.ToolPullImage, api.ToolPlanIntent}
 	tools := map[string]*sdk.Tool{}
 	for _, tool := range res.Tools {
 		tools[tool.Name] = tool
@@ -177,7 +177,7 @@ func TestToolsHaveSchemasAndAnnotations(t *testing.T) {
 	if len(tools) != len(want) {
 		t.Errorf("got %d tools, want %d", len(tools), len(want))
 	}
-	readOnly := map[string]bool{api.ToolListServices: true, api.ToolGetService: true, api.ToolServiceLogs: true, api.ToolListNodes: true, api.ToolListImages: true}
+	readOnly := map[string]bool{api.ToolListServices: true, api.ToolGetService: true, api.ToolServiceLogs: true, api.ToolListNodes: true, api.ToolListImages: true, api.ToolPlanIntent: true}
 	destructive := map[string]bool{api.ToolDeploy: true, api.ToolScaleService: true, api.ToolRemoveService: true}
 	for _, name := range want {
 		tool := tools[name]

@@ -18,3 +18,5 @@ echo "== race-tested packages"
 go test -race -count=1 -timeout 10m "${race_list[@]}"
 echo "== packages with real runc, CNI, registries and namespaces"
 go test -count=1 -timeout 15m -p 1 "${rest[@]}"
+echo "== MCP conformance suite against a real gantry dev (scripts/conformance.sh)"
+bash scripts/conformance.sh

@@ -236,13 +236,10 @@ func candidates(nodes []*state.Node, insts []*state.Instance, services []*state.
 	}
 	cands := make([]scheduler.Node, 0, len(nodes))
 	for _, n := range nodes {
-		cands = append(cands, scheduler.Node{ID: n.ID, Ready: n.Status == "ready" && schedulable(n), CPU: n.CPU, Memory: n.Memory})
+		cands = append(cands, scheduler.Node{ID: n.ID, Ready: n.Status == "ready" && state.Schedulable(n), CPU: n.CPU, Memory: n.Memory})
 	}
 	return cands, usage
 }
-
-// schedulable is a hook for node eligibility; every ready node is today.
-func schedulable(*state.Node) bool { return true }
 
 func summary(p *api.Plan, t *target) string {
 	var b strings.Builder

@@ -37,7 +37,7 @@ func newPlanEnv(t *testing.T) *planEnv {
 		t.Fatal(err)
 	}
 	be := &Backend{Store: st, LogPath: func(string) string { return "/nonexistent" }}
-	srv, err := mcp.NewServer(mcp.Config{Services: be, Images: be, Plans: be, History: be, Token: "t0123456789"})
+	srv, err := mcp.NewServer(mcp.Config{Services: be, Images: be, Plans: be, History: be, Ops: be, Token: "t0123456789"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -216,7 +216,7 @@ func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoi
 	audit := NewAuditWriter(st, log, 0)
 	defer startAuditWriter(ctx, audit)() // stops after the MCP server, before the store closes
 	auth := NewAuth(st, token, audit)
-	srv, err := mcp.NewServer(mcp.Config{Services: be, Images: be, Plans: be, History: be, Token: token, Logger: log, Version: Version,
+	srv, err := mcp.NewServer(mcp.Config{Services: be, Images: be, Plans: be, History: be, Ops: be, Token: token, Logger: log, Version: Version,
 		Auth: auth, Audit: audit, Access: auth, Resources: be})
 	if err != nil {
 		return err

@@ -82,7 +82,7 @@ func (c *Controller) Pass(ctx context.Context) error {
 	}
 	cands := make([]scheduler.Node, 0, len(nodes))
 	for _, n := range nodes {
-		cands = append(cands, scheduler.Node{ID: n.ID, Ready: n.Status == "ready", CPU: n.CPU, Memory: n.Memory})
+		cands = append(cands, scheduler.Node{ID: n.ID, Ready: n.Status == "ready" && state.Schedulable(n), CPU: n.CPU, Memory: n.Memory})
 	}
 	names := make([]string, 0, len(byName)+len(grouped))
 	for n := range byName {

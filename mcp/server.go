@@ -25,6 +25,9 @@ type Config struct {
 	// and rollback_service tools; History adds service_history.
 	Plans   Planner
 	History Histories
+	// Ops, when set, enables list_events, explain_instance, cluster_status,
+	// set_node_eligibility and drain_node.
+	Ops Operations
 	// Resources, when set, serves the gantry:// resources; run
 	// WatchResources to push updates to their subscribers.
 	Resources ResourceSource
@@ -95,6 +98,7 @@ func NewServer(cfg Config) (*Server, error) {
 	})
 	s.addTools()
 	registerPlanTools(s, cfg)
+	registerOpsTools(s, cfg)
 	registerAuthTools(s)
 	registerIntentFeatures(s, cfg)
 

@@ -27,6 +27,7 @@ func allOps() []Op {
 		PutNode{Node: Node{ID: "n", Labels: map[string]string{"a": "b"}, CPU: 1000}},
 		AppendEvent{Event: Event{Service: "web", Type: "Started", Time: at}},
 		RestartService{Name: "web", ExpectModifyIndex: 4},
+		SetNodeScheduling{ID: "n", Mark: SchedDraining},
 		PutToken{Token: Token{ID: "t1", Name: "ci", Scope: ScopeRead, Hash: strings.Repeat("ab", 32), CreatedAt: at}},
 		RevokeToken{ID: "t1", By: "admin"},
 		AppendAudit{Entries: []AuditEntry{{Time: at, Principal: "admin", Tool: "deploy", Arguments: []byte(`{"name":"web"}`), Decision: AuditAllowed, Result: "ok", LatencyUS: 5}}, Keep: 10},

@@ -149,6 +149,8 @@ func (a *applier) apply(op Op) error {
 		return a.appendAudit(op)
 	case RestartService:
 		return a.restartService(op)
+	case SetNodeScheduling:
+		return a.setNodeScheduling(op)
 	}
 	return invalid("op %T is unknown", op)
 }
@@ -290,6 +292,7 @@ func (a *applier) putNode(op PutNode) error {
 	}
 	n.SeenAt = a.now
 	n.ModifyIndex = a.index
+	keepScheduling(&n, a.node(n.ID))
 	a.insert(tableNodes, &n)
 	return nil
 }

@@ -108,6 +108,7 @@ type wireOp struct {
 	RevokeToken        *RevokeToken        `json:"revoke_token,omitempty"`
 	AppendAudit        *AppendAudit        `json:"append_audit,omitempty"`
 	RestartService     *RestartService     `json:"restart_service,omitempty"`
+	SetNodeScheduling  *SetNodeScheduling  `json:"set_node_scheduling,omitempty"`
 }
 
 func (o PutService) wrap() wireOp         { return wireOp{PutService: &o} }
@@ -157,6 +158,9 @@ func (w wireOp) unwrap() (Op, error) {
 	}
 	if w.RestartService != nil {
 		ops = append(ops, *w.RestartService)
+	}
+	if w.SetNodeScheduling != nil {
+		ops = append(ops, *w.SetNodeScheduling)
 	}
 	if len(ops) != 1 {
 		return nil, fmt.Errorf("op holds %d operations, want exactly 1 (written by a newer gantry?): %w", len(ops), errdefs.ErrInvalid)

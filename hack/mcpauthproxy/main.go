@@ -92,7 +92,6 @@ func newProxy(target, token string) (http.Handler, error) {
 		},
 		// Server-sent events must reach the client as they are written.
 		FlushInterval: -1,
-		ErrorLog:      nil,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			http.Error(w, "mcpauthproxy: "+err.Error(), http.StatusBadGateway)
 		},

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -364,5 +365,48 @@ func BenchmarkReadToolAudit(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// Every tool needs the scope the issue assigns it: a read token is refused
+// exactly the operate and admin tools, an operate token exactly the admin
+// ones; the admin tools say so in their _meta.
+func TestEveryToolNeedsItsScope(t *testing.T) {
+	e := newAuthEnv(t)
+	admin := e.mustConnect(t, bootstrapToken)
+	want := map[string]string{
+		api.ToolListServices: "read", api.ToolGetService: "read", api.ToolServiceLogs: "read", api.ToolListNodes: "read", api.ToolListImages: "read",
+		api.ToolDeploy: "operate", api.ToolScaleService: "operate", api.ToolRemoveService: "operate", api.ToolPullImage: "operate", api.ToolImportImage: "operate",
+		api.ToolCreateToken: "admin", api.ToolListTokens: "admin", api.ToolRevokeToken: "admin", api.ToolAuditLog: "admin", api.ToolVerifyAudit: "admin",
+	}
+	tools, err := admin.ListTools(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tool := range tools.Tools {
+		if want[tool.Name] == "admin" && tool.Meta["gantry.dev/scope"] != "admin" {
+			t.Errorf("%s does not declare scope admin in _meta: %v", tool.Name, tool.Meta)
+		}
+	}
+	for _, scope := range []string{"read", "operate"} {
+		tok := decodeResult[api.CreatedToken](t, callTool(t, admin, api.ToolCreateToken, api.CreateTokenInput{Name: scope + "-all", Scope: scope}))
+		cs := e.mustConnect(t, tok.Token)
+		for _, tool := range tools.Tools {
+			need, ok := want[tool.Name]
+			if !ok {
+				continue // another area's tool
+			}
+			res := callTool(t, cs, tool.Name, map[string]any{})
+			refused := res.IsError && strings.Contains(resultText(res), "needs the "+need+" scope")
+			mayCall := need == "read" || (need == "operate" && scope == "operate")
+			if refused == mayCall {
+				t.Errorf("%s token calling %s (needs %s): refused=%v: %s", scope, tool.Name, need, refused, resultText(res))
+			}
+		}
+	}
+	for name := range want {
+		if !slices.ContainsFunc(tools.Tools, func(tl *sdk.Tool) bool { return tl.Name == name }) {
+			t.Errorf("tool %s is not served", name)
+		}
 	}
 }

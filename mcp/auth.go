@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
@@ -220,39 +221,87 @@ func needs(s Scope, t *sdk.Tool) *sdk.Tool {
 	return t
 }
 
-// callGuard is one tool call's authorization and audit.
+// callGuard is one tool call's audit record in the making.
 type callGuard struct {
-	s     *Server
 	tool  string
 	start time.Time
 	p     Principal
 	args  json.RawMessage
 	deny  string // reason, when refused
+
+	mu    sync.Mutex
+	noted bool  // the tool's handler ran and reported err
+	err   error // what the handler returned
 }
 
-// authorize checks that the caller may call the tool. On success ctx carries
-// the principal. finish must be called when the call ends.
-func (s *Server) authorize(ctx context.Context, req *sdk.CallToolRequest, t *sdk.Tool, start time.Time) (context.Context, *callGuard, error) {
-	g := &callGuard{s: s, tool: t.Name, start: start}
-	if req != nil && req.Params != nil {
-		g.args = req.Params.Arguments
+type guardKey struct{}
+
+// noteResult tells the call's guard what the tool handler returned, so the
+// audit log gets its error category.
+func noteResult(ctx context.Context, err error) {
+	if g, ok := ctx.Value(guardKey{}).(*callGuard); ok {
+		g.mu.Lock()
+		g.noted, g.err = true, err
+		g.mu.Unlock()
 	}
-	p, ok := callPrincipal(req)
-	if !ok {
-		g.deny = "unauthenticated"
-		return ctx, g, &toolError{msg: "this call carries no authenticated principal: call the server through its authenticated HTTP endpoint with a bearer token", cat: errdefs.ErrPermission}
-	}
-	g.p = p
-	need := toolScope(t)
-	if !p.Has(need) {
-		g.deny = fmt.Sprintf("needs scope %s; %s has %s", need, p.Name, orNone(p.top()))
-		return ctx, g, &toolError{
-			msg: fmt.Sprintf("permission denied: %s needs the %s scope, but this token (%s) has only %s. Ask an admin for a token with scope %s (gantry token create --name NAME --scope %s) and use it via GANTRY_TOKEN or --token-file",
-				t.Name, need, p.Name, orNone(p.top()), need, need),
-			cat: errdefs.ErrPermission,
+}
+
+// guardCalls is receiving middleware that authorizes and audits every
+// tools/call before the SDK decodes or validates its arguments, so calls
+// with bad arguments and calls of unknown tools are refused by scope and
+// recorded like the others. An allowed call's context carries its
+// principal (PrincipalFromContext).
+func (s *Server) guardCalls(next sdk.MethodHandler) sdk.MethodHandler {
+	return func(ctx context.Context, method string, req sdk.Request) (sdk.Result, error) {
+		r, ok := req.(*sdk.CallToolRequest)
+		if method != "tools/call" || !ok || r.Params == nil {
+			return next(ctx, method, req)
 		}
+		g := &callGuard{tool: auditToolName(r.Params.Name), start: time.Now(), args: r.Params.Arguments}
+		p, ok := callPrincipal(r)
+		if !ok {
+			g.deny = "unauthenticated"
+			return s.refuse(ctx, g, "this call carries no authenticated principal: call the server through its authenticated HTTP endpoint with a bearer token")
+		}
+		g.p = p
+		need := ScopeRead // unknown tools: the SDK says so, to anyone who may read
+		if v, ok := s.scopes.Load(r.Params.Name); ok {
+			need = v.(Scope)
+		}
+		if !p.Has(need) {
+			g.deny = fmt.Sprintf("needs scope %s; %s has %s", need, p.Name, orNone(p.top()))
+			return s.refuse(ctx, g, fmt.Sprintf("permission denied: %s needs the %s scope, but this token (%s) has only %s. "+
+				"Ask an admin for a token with scope %s (gantry token create --name NAME --scope %s) and use it via GANTRY_TOKEN or --token-file",
+				g.tool, need, p.Name, orNone(p.top()), need, need))
+		}
+		ctx = context.WithValue(WithPrincipal(ctx, p), guardKey{}, g)
+		res, err := next(ctx, method, req)
+		g.mu.Lock()
+		switch {
+		case g.noted:
+		case err != nil:
+			g.err = err
+		case isToolError(res):
+			// The SDK refused the arguments before the handler ran.
+			g.err = &toolError{cat: errdefs.ErrInvalid}
+		}
+		g.mu.Unlock()
+		s.record(ctx, g)
+		return res, err
 	}
-	return WithPrincipal(ctx, p), g, nil
+}
+
+func isToolError(res sdk.Result) bool {
+	r, ok := res.(*sdk.CallToolResult)
+	return ok && r != nil && r.IsError
+}
+
+// refuse answers a call with a tool error and records the refusal.
+func (s *Server) refuse(ctx context.Context, g *callGuard, msg string) (sdk.Result, error) {
+	g.err = &toolError{msg: msg, cat: errdefs.ErrPermission}
+	s.log.Warn("tool call refused", "tool", g.tool, "principal", g.p.Name, "reason", g.deny)
+	s.record(ctx, g)
+	return &sdk.CallToolResult{IsError: true, Content: []sdk.Content{&sdk.TextContent{Text: msg}}}, nil
 }
 
 func orNone(s Scope) string {
@@ -262,9 +311,21 @@ func orNone(s Scope) string {
 	return string(s)
 }
 
-// finish records the call in the audit log.
-func (g *callGuard) finish(ctx context.Context, err error) {
-	if g.s.auditor == nil {
+// auditToolName is a tool name fit for the log: unknown names can be
+// anything the caller sent.
+func auditToolName(name string) string {
+	switch {
+	case name == "":
+		return "(none)"
+	case toolName.MatchString(name):
+		return name
+	}
+	return quote(name)
+}
+
+// record hands the call to the auditor.
+func (s *Server) record(ctx context.Context, g *callGuard) {
+	if s.auditor == nil {
 		return
 	}
 	r := AuditRecord{
@@ -274,13 +335,13 @@ func (g *callGuard) finish(ctx context.Context, err error) {
 		Arguments: redactArguments(g.args),
 		Allowed:   g.deny == "",
 		Reason:    g.deny,
-		Result:    resultCategory(err),
+		Result:    resultCategory(g.err),
 		Latency:   time.Since(g.start),
 	}
 	if r.Principal == "" {
 		r.Principal = "anonymous"
 	}
-	g.s.auditor.Record(context.WithoutCancel(ctx), r)
+	s.auditor.Record(context.WithoutCancel(ctx), r)
 }
 
 // resultCategory is "ok" or the error's category.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
@@ -53,6 +54,7 @@ type Server struct {
 	handler  http.Handler
 	auditor  Auditor        // nil: calls are not audited
 	access   Access         // nil: no token and audit tools
+	scopes   sync.Map       // tool name -> the Scope it needs
 	plan     *planTools     // nil without Config.Plans
 	watch    *resourceWatch // nil without Config.Resources
 }

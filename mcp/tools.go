@@ -100,14 +100,10 @@ func (s *Server) addTools() {
 // and turns errors into tool errors (IsError results) with a fix hint.
 func addTool[In, Out any](s *Server, t *sdk.Tool, h handler[In, Out]) {
 	name := t.Name
+	s.scopes.Store(name, toolScope(t))
 	sdk.AddTool(s.srv, t, func(ctx context.Context, req *sdk.CallToolRequest, in In) (res *sdk.CallToolResult, out Out, err error) {
 		start := time.Now()
-		ctx, guard, denied := s.authorize(ctx, req, t, start)
-		defer func() { guard.finish(ctx, err) }() // after the recover below has set err
-		if denied != nil {
-			var zero Out
-			return nil, zero, denied
-		}
+		defer func() { noteResult(ctx, err) }() // for the audit log, after the recover below has set err
 		defer func() {
 			if p := recover(); p != nil {
 				s.log.Error("tool handler panicked", "tool", name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))

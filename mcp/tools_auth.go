@@ -34,8 +34,11 @@ var (
 	principal = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$`)
 )
 
-// registerAuthTools adds the admin tools when the cluster provides Access.
+// registerAuthTools installs the middleware that authorizes and audits
+// every tool call and, when the cluster provides Access, adds the admin
+// tools.
 func registerAuthTools(s *Server) {
+	s.srv.AddReceivingMiddleware(s.guardCalls)
 	if s.access == nil {
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -409,4 +410,38 @@ func TestEveryToolNeedsItsScope(t *testing.T) {
 			t.Errorf("tool %s is not served", name)
 		}
 	}
+}
+
+// Concurrent calls share Raft entries, and the chain stays whole.
+func TestAuditUnderConcurrentCalls(t *testing.T) {
+	e := newAuthEnv(t)
+	admin := e.mustConnect(t, bootstrapToken)
+	const workers, calls = 8, 25
+	errc := make(chan error, workers)
+	for range workers {
+		go func() {
+			for range calls {
+				res, err := admin.CallTool(context.Background(), &sdk.CallToolParams{Name: api.ToolListNodes, Arguments: struct{}{}})
+				if err == nil && res.IsError {
+					err = errors.New(resultText(res))
+				}
+				if err != nil {
+					errc <- err
+					return
+				}
+			}
+			errc <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := e.store.Index()
+	v := decodeResult[api.AuditVerification](t, callTool(t, admin, api.ToolVerifyAudit, struct{}{}))
+	if !v.OK || v.Checked != workers*calls {
+		t.Errorf("verify = %+v, want %d entries intact", v, workers*calls)
+	}
+	t.Logf("%d calls audited in %d raft entries", workers*calls, before-1)
 }

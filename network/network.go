@@ -196,6 +196,10 @@ func (m *Manager) Setup(ctx context.Context, id string, ports []PortMapping) (*A
 		if uerr := m.teardownLocked(undoCtx, id); uerr != nil {
 			log.Error("undo failed network setup", "err", uerr)
 		}
+		if strings.Contains(err.Error(), "no IP addresses available") {
+			return nil, errdefs.WithHint(fmt.Errorf("network: set up instance %q: the container subnet %s is full: %v: %w", id, m.opts.Subnet, err, errdefs.ErrUnavailable),
+				"run fewer instances, or restart gantry dev with a larger --subnet (a /24 holds 253 instances, a /16 65533)")
+		}
 		return nil, errdefs.WithHint(fmt.Errorf("network: set up instance %q: %w", id, err),
 			"check that the CNI plugins and iptables work (run gantry as root)")
 	}

@@ -573,3 +573,44 @@ func TestLongestInstanceID(t *testing.T) {
 		t.Errorf("rules for %s left after teardown", id)
 	}
 }
+
+// A full subnet says so, with ErrUnavailable and a hint to widen it,
+// instead of blaming the CNI plugins.
+func TestSubnetFull(t *testing.T) {
+	t.Parallel()
+	requireHost(t)
+	suffix := randHex(4)
+	root := filepath.Join("/run", "gantry-nettest-"+suffix)
+	opts := Options{
+		CacheDir:    filepath.Join(t.TempDir(), "cni"),
+		NetNSDir:    filepath.Join(root, "netns"),
+		Bridge:      "gt" + suffix,
+		Subnet:      fmt.Sprintf("10.90.%d.0/29", subnetSeq.Add(1)%256), // 5 addresses besides the gateway
+		NetworkName: "nt" + suffix,
+	}
+	m, err := New(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ctx := context.Background()
+	t.Cleanup(func() {
+		ids, _ := m.List(ctx)
+		for _, id := range ids {
+			if err := m.Teardown(ctx, id); err != nil {
+				t.Errorf("cleanup teardown %s: %v", id, err)
+			}
+		}
+		if err := RemoveNetwork(ctx, opts.Bridge, opts.Subnet); err != nil {
+			t.Errorf("remove network: %v", err)
+		}
+		_ = exec.Command("umount", "-l", opts.NetNSDir).Run()
+		_ = os.RemoveAll(root)
+	})
+	var full error
+	for i := 0; i < 8 && full == nil; i++ {
+		_, full = m.Setup(ctx, testID(), nil)
+	}
+	if !errdefs.IsUnavailable(full) || !strings.Contains(full.Error(), "is full") || !strings.Contains(full.Error(), "--subnet") {
+		t.Errorf("setup past the subnet's size: %v, want ErrUnavailable saying the subnet is full", full)
+	}
+}

@@ -409,3 +409,84 @@ func TestResourceSubscriptionQuietWithoutChange(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 }
+
+// A 2025-11-25 client (initialize handshake) gets the same prompts and
+// resources.
+func TestPromptsAndResourcesOnLegacyProtocol(t *testing.T) {
+	e, _ := newResourceEnv(t)
+	base := &http.Transport{}
+	t.Cleanup(base.CloseIdleConnections)
+	client := sdk.NewClient(&sdk.Implementation{Name: "legacy-client", Version: "1"}, nil)
+	ctx := context.Background()
+	cs, err := client.Connect(ctx, &sdk.StreamableClientTransport{
+		Endpoint:   e.http.URL + "/mcp",
+		HTTPClient: &http.Client{Transport: bearer{testToken, base}},
+	}, &sdk.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if v := cs.InitializeResult().ProtocolVersion; v != "2025-11-25" {
+		t.Fatalf("negotiated %s", v)
+	}
+	p, err := cs.GetPrompt(ctx, &sdk.GetPromptParams{Name: mcp.PromptDiagnoseService, Arguments: map[string]string{"name": "web"}})
+	if err != nil || len(p.Messages) != 1 {
+		t.Fatalf("get prompt: %v", err)
+	}
+	call(t, cs, api.ToolDeploy, map[string]any{"spec_yaml": "name: web\nimage: nginx:1.27\nreplicas: 1\n"})
+	body, _ := readText(t, cs, "gantry://services/web/spec")
+	if !strings.Contains(body, "name: web") {
+		t.Fatalf("spec resource: %s", body)
+	}
+}
+
+// fakePlanner plans every deploy as a create and records what is applied.
+type fakePlanner struct {
+	mu      sync.Mutex
+	applied []*spec.Service
+}
+
+func (f *fakePlanner) Plan(_ context.Context, req mcp.PlanRequest) (*api.Plan, error) {
+	p := &api.Plan{Action: api.ActionCreate, Service: req.Service, ToVersion: 1, Summary: "create " + req.Service}
+	for i := range req.Spec.Replicas {
+		p.Create = append(p.Create, api.PlannedInstance{Slot: i, ToVersion: 1})
+	}
+	return p, nil
+}
+
+func (f *fakePlanner) ApplyPlan(_ context.Context, req mcp.PlanRequest, p *api.Plan) (*api.ApplyPlanResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.applied = append(f.applied, req.Spec)
+	return &api.ApplyPlanResult{PlanID: p.ID, Action: p.Action, Service: req.Service, Version: 1}, nil
+}
+
+func TestPlanIntentIncludesDryRunPlan(t *testing.T) {
+	e := &env{cluster: mcptest.New(), logs: &syncBuffer{}}
+	planner := &fakePlanner{}
+	srv, err := mcp.NewServer(mcp.Config{Services: e.cluster, Images: e.cluster, Plans: planner, Token: testToken,
+		Logger: slog.New(slog.NewTextHandler(e.logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/mcp", srv.Handler())
+	e.http = httptest.NewServer(mux)
+	t.Cleanup(e.http.Close)
+	cs := e.connect(t, nil)
+
+	res := decode[api.PlanIntentResult](t, call(t, cs, api.ToolPlanIntent, map[string]any{
+		"kind": "worker", "name": "jobs", "image": "busybox:1.36", "availability": "high"}))
+	if res.Plan == nil || res.Plan.ID == "" || len(res.Plan.Create) != 3 || res.Applied {
+		t.Fatalf("plan = %+v", res.Plan)
+	}
+	if !strings.Contains(res.Next, api.ToolApplyPlan) || !strings.Contains(res.Next, res.Plan.ID) {
+		t.Errorf("next = %q", res.Next)
+	}
+	decode[api.ApplyPlanResult](t, call(t, cs, api.ToolApplyPlan, map[string]any{"plan_id": res.Plan.ID}))
+	planner.mu.Lock()
+	defer planner.mu.Unlock()
+	if len(planner.applied) != 1 || planner.applied[0].Name != "jobs" || planner.applied[0].Replicas != 3 {
+		t.Fatalf("applied %+v", planner.applied)
+	}
+}

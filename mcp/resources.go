@@ -42,8 +42,9 @@ const (
 
 const servicePrefix = "gantry://services/"
 
-// resourceWatch tracks subscribed URIs and a digest of each one's content
-// when last read, so that only real changes are pushed.
+// resourceWatch tracks subscribed URIs, the sessions subscribed to each,
+// and a digest of each one's content when last read, so that only real
+// changes are pushed.
 type resourceWatch struct {
 	src  ResourceSource
 	mu   sync.Mutex
@@ -51,8 +52,32 @@ type resourceWatch struct {
 }
 
 type subscription struct {
-	count int
-	sum   [sha256.Size]byte
+	sessions map[*sdk.ServerSession]bool
+	sum      [sha256.Size]byte
+}
+
+// prune forgets sessions that have ended (the SDK drops their
+// subscriptions without calling the unsubscribe handler) and URIs left
+// without subscribers; the caller holds w.mu.
+func (w *resourceWatch) prune(live map[*sdk.ServerSession]bool) {
+	for uri, sub := range w.subs {
+		for ss := range sub.sessions {
+			if !live[ss] {
+				delete(sub.sessions, ss)
+			}
+		}
+		if len(sub.sessions) == 0 {
+			delete(w.subs, uri)
+		}
+	}
+}
+
+func (s *Server) liveSessions() map[*sdk.ServerSession]bool {
+	live := map[*sdk.ServerSession]bool{}
+	for ss := range s.srv.Sessions() {
+		live[ss] = true
+	}
+	return live
 }
 
 func registerResources(s *Server, src ResourceSource) {
@@ -243,18 +268,22 @@ func (s *Server) subscribeResource(ctx context.Context, req *sdk.SubscribeReques
 		return err
 	}
 	sum := s.resourceSum(ctx, uri)
+	live := s.liveSessions()
 	w := s.watch
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	sub := w.subs[uri]
 	if sub == nil {
 		if len(w.subs) >= maxSubscribedURIs {
+			w.prune(live)
+		}
+		if len(w.subs) >= maxSubscribedURIs {
 			return resourceError(jsonrpc.CodeInvalidRequest, uri, "too many resources subscribed (%d): unsubscribe from some first", maxSubscribedURIs)
 		}
-		sub = &subscription{sum: sum}
+		sub = &subscription{sessions: map[*sdk.ServerSession]bool{}, sum: sum}
 		w.subs[uri] = sub
 	}
-	sub.count++
+	sub.sessions[req.Session] = true
 	return nil
 }
 
@@ -266,7 +295,8 @@ func (s *Server) unsubscribeResource(_ context.Context, req *sdk.UnsubscribeRequ
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if sub := w.subs[req.Params.URI]; sub != nil {
-		if sub.count--; sub.count <= 0 {
+		delete(sub.sessions, req.Session)
+		if len(sub.sessions) == 0 {
 			delete(w.subs, req.Params.URI)
 		}
 	}
@@ -339,7 +369,9 @@ func (s *Server) settle(ctx context.Context) bool {
 // content changed since it was last read.
 func (s *Server) pushUpdates(ctx context.Context) {
 	w := s.watch
+	live := s.liveSessions()
 	w.mu.Lock()
+	w.prune(live)
 	uris := make([]string, 0, len(w.subs))
 	for uri := range w.subs {
 		uris = append(uris, uri)

@@ -124,7 +124,9 @@ func NewServer(cfg Config) (*Server, error) {
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // MCPServer returns the underlying MCP server, for in-process transports.
-// It performs no authentication: only hand it to trusted code.
+// It performs no authentication: calls that arrive without HTTP are made by
+// the principal "in-process" with scope admin (they are still audited), so
+// only hand it to trusted code.
 func (s *Server) MCPServer() *sdk.Server { return s.srv }
 
 // Serve serves h on ln until ctx is done, then shuts down gracefully (in-flight

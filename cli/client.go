@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -26,7 +27,7 @@ func (a *app) token() (string, error) {
 			return strings.TrimSpace(t), nil
 		}
 	}
-	data, err := os.ReadFile(a.g.tokenFile)
+	data, err := readTokenFile(a.g.tokenFile)
 	if err != nil {
 		reason := err.Error()
 		var pe *os.PathError
@@ -40,6 +41,28 @@ func (a *app) token() (string, error) {
 		return "", fmt.Errorf("no token: %s is empty: run gantry dev first, or set GANTRY_TOKEN", a.g.tokenFile)
 	}
 	return t, nil
+}
+
+// maxTokenFile bounds the token file; gantry's tokens are 64 characters.
+const maxTokenFile = 4 << 10
+
+// readTokenFile reads at most maxTokenFile bytes, opening non-blocking so
+// --token-file on a FIFO without a writer cannot hang and a device such as
+// /dev/zero cannot eat memory.
+func readTokenFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
+	if err != nil {
+		return nil, err // a *os.PathError
+	}
+	if len(data) > maxTokenFile {
+		return nil, &os.PathError{Op: "read", Path: path, Err: fmt.Errorf("larger than %d bytes: not a token file", maxTokenFile)}
+	}
+	return data, nil
 }
 
 // endpoint checks and returns the --addr URL.

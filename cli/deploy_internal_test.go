@@ -109,3 +109,29 @@ func TestNewPending(t *testing.T) {
 		t.Errorf("a reason resolved by a later placement = %q", got)
 	}
 }
+
+// --token-file on a device or a FIFO neither eats memory nor hangs.
+func TestReadTokenFileBounded(t *testing.T) {
+	dir := t.TempDir()
+	ok := filepath.Join(dir, "admin.token")
+	if err := os.WriteFile(ok, []byte("abc\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := readTokenFile(ok); err != nil || string(data) != "abc\n" {
+		t.Errorf("token file: %q, %v", data, err)
+	}
+	if _, err := readTokenFile("/dev/zero"); err == nil || !strings.Contains(err.Error(), "not a token file") {
+		t.Errorf("/dev/zero: err = %v", err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := readTokenFile(fifo); done <- err }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("--token-file on a FIFO hangs")
+	}
+}

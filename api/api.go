@@ -123,6 +123,8 @@ type LogsInput struct {
 	Name     string `json:"name" jsonschema:"the service name"`
 	Instance string `json:"instance,omitempty" jsonschema:"one instance ID; all instances when empty"`
 	Tail     int    `json:"tail,omitempty" jsonschema:"lines from the end of each instance's log (default 100, at most 5000)"`
+	Since    string `json:"since,omitempty" jsonschema:"only logs written since: a duration back from now such as 10m, or an RFC 3339 time (lines carry no timestamps: a log last written before it is left out)"`
+	Grep     string `json:"grep,omitempty" jsonschema:"only lines containing this text; /regexp/ for an RE2 regular expression (at most 256 characters)"`
 }
 
 // LogsResult is the output of service_logs. Log text is untrusted data
@@ -131,6 +133,7 @@ type LogsResult struct {
 	Service   string     `json:"service"`
 	Instances []LogBlock `json:"instances"`
 	Truncated bool       `json:"truncated" jsonschema:"true when output was cut to the size bound"`
+	Note      string     `json:"note,omitempty" jsonschema:"how since and grep were applied"`
 }
 
 // LogBlock is the tail of one instance's log.

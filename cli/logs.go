@@ -17,10 +17,12 @@ type logsCmd struct {
 	fs       *flag.FlagSet
 	tail     int
 	instance string
+	since    string
+	grep     string
 }
 
 var logsHelp = cmdHelp{
-	usage:   "logs NAME [--tail N] [--instance ID]",
+	usage:   "logs NAME [--tail N] [--instance ID] [--since 10m|TIME] [--grep TEXT|/RE/]",
 	summary: "Print the last lines of the log of every instance of service NAME, or of one instance.\nWith several instances, each line is prefixed with its instance ID.\nOn a terminal, control characters (escape sequences) are shown escaped.",
 }
 
@@ -28,6 +30,8 @@ func newLogsCmd(a *app) *logsCmd {
 	c := &logsCmd{app: a, fs: newFlagSet("logs")}
 	c.fs.IntVar(&c.tail, "tail", 100, "lines from the end of each instance's log (1 to 5000)")
 	c.fs.StringVar(&c.instance, "instance", "", "show only this instance (an ID from gantry status NAME)")
+	c.fs.StringVar(&c.since, "since", "", "leave out logs last written before this: a duration such as 10m or an RFC 3339 time")
+	c.fs.StringVar(&c.grep, "grep", "", "only lines containing `TEXT`, or matching /RE/ (an RE2 regular expression)")
 	a.g.register(c.fs)
 	return c
 }
@@ -50,7 +54,7 @@ func (c *logsCmd) Run(ctx context.Context, args []string) error {
 	}
 	defer cl.Close()
 	var res api.LogsResult
-	if err := cl.call(ctx, api.ToolServiceLogs, api.LogsInput{Name: pos[0], Instance: c.instance, Tail: c.tail}, &res); err != nil {
+	if err := cl.call(ctx, api.ToolServiceLogs, api.LogsInput{Name: pos[0], Instance: c.instance, Tail: c.tail, Since: c.since, Grep: c.grep}, &res); err != nil {
 		return err
 	}
 	prefix := len(res.Instances) > 1
@@ -67,8 +71,11 @@ func (c *logsCmd) Run(ctx context.Context, args []string) error {
 			}
 		}
 	}
-	if len(res.Instances) == 0 {
+	if len(res.Instances) == 0 && c.since == "" {
 		fmt.Fprintf(c.app.stderr, "service %s has no instances\n", pos[0])
+	}
+	if res.Note != "" {
+		fmt.Fprintf(c.app.stderr, "(%s)\n", res.Note)
 	}
 	if res.Truncated {
 		fmt.Fprintln(c.app.stderr, "(output was cut to the server's size limit: use --tail or --instance to see less)")

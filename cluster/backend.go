@@ -229,6 +229,9 @@ func removingErr(name string) error {
 
 // Logs returns the tail of each instance's log, bounded in size.
 func (b *Backend) Logs(ctx context.Context, in api.LogsInput) (*api.LogsResult, error) {
+	if in.Since != "" || in.Grep != "" {
+		return b.filteredLogs(ctx, in)
+	}
 	if _, err := b.Store.Service(in.Name); err != nil {
 		return nil, err
 	}

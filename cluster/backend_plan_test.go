@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,9 +20,10 @@ import (
 // with one node and no worker: instances stay pending, which is all a plan
 // looks at.
 type planEnv struct {
-	store *state.Store
-	ctl   *controller.Controller
-	cs    *sdk.ClientSession
+	store  *state.Store
+	ctl    *controller.Controller
+	cs     *sdk.ClientSession
+	logDir string
 }
 
 func newPlanEnv(t *testing.T) *planEnv {
@@ -36,7 +38,8 @@ func newPlanEnv(t *testing.T) *planEnv {
 	if _, err := st.Apply(ctx, state.PutNode{Node: state.Node{ID: "n1", Name: "n1", CPU: 4000, Memory: 8 << 30}}); err != nil {
 		t.Fatal(err)
 	}
-	be := &Backend{Store: st, LogPath: func(string) string { return "/nonexistent" }}
+	logDir := t.TempDir()
+	be := &Backend{Store: st, LogPath: func(id string) string { return filepath.Join(logDir, id+".log") }}
 	srv, err := mcp.NewServer(mcp.Config{Services: be, Images: be, Plans: be, History: be, Ops: be, Token: "t0123456789"})
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +55,7 @@ func newPlanEnv(t *testing.T) *planEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cs.Close() })
-	return &planEnv{store: st, ctl: controller.New(st, nil), cs: cs}
+	return &planEnv{store: st, ctl: controller.New(st, nil), cs: cs, logDir: logDir}
 }
 
 // call calls tool and decodes its structured result into out; it returns

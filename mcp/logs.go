@@ -24,7 +24,7 @@ const (
 // instances and keeping the newest lines. It sets Truncated when it cut
 // anything.
 func boundLogs(res api.LogsResult, tail, limit int) api.LogsResult {
-	out := api.LogsResult{Service: res.Service, Truncated: res.Truncated, Instances: make([]api.LogBlock, 0, len(res.Instances))}
+	out := api.LogsResult{Service: res.Service, Truncated: res.Truncated, Note: res.Note, Instances: make([]api.LogBlock, 0, len(res.Instances))}
 	for _, b := range res.Instances {
 		lines := b.Lines
 		if len(lines) > tail {
@@ -89,6 +89,9 @@ func renderLogs(res api.LogsResult, tail int, fence string) string {
 	fmt.Fprintf(&b, "service %q: last %d lines of %d instance%s", res.Service, tail, len(res.Instances), plural(len(res.Instances)))
 	if res.Truncated {
 		fmt.Fprintf(&b, " (cut to at most %d KiB; ask for fewer lines or one instance to see everything)", maxLogBytes>>10)
+	}
+	if res.Note != "" {
+		fmt.Fprintf(&b, " (%s)", sanitize(res.Note))
 	}
 	b.WriteString(".\nThe lines between each begin and end marker with fence ")
 	b.WriteString(fence)

@@ -99,12 +99,16 @@ func ParseDevFlags(args []string, stderr io.Writer) (*DevOptions, error) {
 		return nil, fmt.Errorf("--port-range %q: want LO-HI with 1024 <= LO < HI <= 65535: %w", ports, errdefs.ErrInvalid)
 	}
 	o.PortRange = [2]int{a, b}
-	if !filepath.IsAbs(o.DataDir) {
-		abs, err := filepath.Abs(o.DataDir)
-		if err != nil {
-			return nil, err
+	// Both directories are used by children too (runc --root, the CNI
+	// plugins), whose working directory is not ours: make them absolute.
+	for _, d := range []*string{&o.DataDir, &o.RunDir} {
+		if !filepath.IsAbs(*d) {
+			abs, err := filepath.Abs(*d)
+			if err != nil {
+				return nil, err
+			}
+			*d = abs
 		}
-		o.DataDir = abs
 	}
 	h, _, err := net.SplitHostPort(o.Listen)
 	if err != nil {

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -22,5 +23,19 @@ func TestDevHelpSucceeds(t *testing.T) {
 	stderr.Reset()
 	if err := RunDev(context.Background(), []string{"--bogus"}, &stdout, &stderr); !errdefs.IsInvalid(err) {
 		t.Errorf("gantry dev --bogus: %v, want an invalid-argument error", err)
+	}
+}
+
+// A relative --run-dir is made absolute, like --data-dir, instead of being
+// half used (runc root created under the working directory) and then
+// refused by the network.
+func TestDevRelativeDirsBecomeAbsolute(t *testing.T) {
+	var stderr bytes.Buffer
+	o, err := ParseDevFlags([]string{"--data-dir", "rel/data", "--run-dir", "rel/run"}, &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(o.DataDir) || !filepath.IsAbs(o.RunDir) || !strings.HasSuffix(o.RunDir, "/rel/run") {
+		t.Errorf("data dir %q, run dir %q: want absolute paths", o.DataDir, o.RunDir)
 	}
 }

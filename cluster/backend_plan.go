@@ -334,13 +334,17 @@ func (b *Backend) ApplyPlan(ctx context.Context, req mcp.PlanRequest, plan *api.
 		if cur == nil {
 			rec.CreatedAt = at
 		}
-		// For a create, Base is 0 and the put is not conditional: the
-		// service was absent a moment ago (checked above).
 		op = state.PutService{Service: rec, ExpectModifyIndex: plan.Base}
 	}
 	res.Message = plan.Summary
 	ev := state.Event{Time: at, Service: req.Service, Type: evType, Message: plan.Summary}
-	idx, err := b.Store.Apply(ctx, op, state.AppendEvent{Event: ev})
+	ops := []state.Op{op, state.AppendEvent{Event: ev}}
+	if plan.Base == 0 {
+		// A create: Base 0 makes the put unconditional, so the same command
+		// checks that the service is still absent.
+		ops = append([]state.Op{state.ServiceAbsent{Name: req.Service}}, ops...)
+	}
+	idx, err := b.Store.Apply(ctx, ops...)
 	if errdefs.IsConflict(err) {
 		latest, _ := b.Store.Service(req.Service)
 		return nil, b.stale(req, plan, latest)

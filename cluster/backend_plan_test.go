@@ -198,3 +198,17 @@ func TestRollbackRestartHistory(t *testing.T) {
 		t.Errorf("version 2 changes = %v, want [image]", h.Versions[1].Changes)
 	}
 }
+
+func TestCreatePlanRefusedOnceTheServiceExists(t *testing.T) {
+	e := newPlanEnv(t)
+	var dr api.DeployResult
+	e.call(t, api.ToolDeploy, map[string]any{"spec_yaml": planSpec, "dry_run": true}, &dr, false)
+	e.call(t, api.ToolDeploy, map[string]any{"spec_yaml": strings.Replace(planSpec, "replicas: 3", "replicas: 1", 1)}, nil, false)
+	msg := e.call(t, api.ToolApplyPlan, api.ApplyPlanInput{PlanID: dr.Plan.ID}, nil, true)
+	if !strings.Contains(msg, "created since") {
+		t.Errorf("stale create plan: error %q does not say the service was created since", msg)
+	}
+	if svc, _ := e.store.Service("web"); svc.Spec.Replicas != 1 {
+		t.Errorf("replicas = %d, want 1: the stale plan was applied", svc.Spec.Replicas)
+	}
+}

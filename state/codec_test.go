@@ -28,6 +28,7 @@ func allOps() []Op {
 		AppendEvent{Event: Event{Service: "web", Type: "Started", Time: at}},
 		RestartService{Name: "web", ExpectModifyIndex: 4},
 		SetNodeScheduling{ID: "n", Mark: SchedDraining},
+		ServiceAbsent{Name: "web"},
 		PutToken{Token: Token{ID: "t1", Name: "ci", Scope: ScopeRead, Hash: strings.Repeat("ab", 32), CreatedAt: at}},
 		RevokeToken{ID: "t1", By: "admin"},
 		AppendAudit{Entries: []AuditEntry{{Time: at, Principal: "admin", Tool: "deploy", Arguments: []byte(`{"name":"web"}`), Decision: AuditAllowed, Result: "ok", LatencyUS: 5}}, Keep: 10},

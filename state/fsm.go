@@ -151,6 +151,8 @@ func (a *applier) apply(op Op) error {
 		return a.restartService(op)
 	case SetNodeScheduling:
 		return a.setNodeScheduling(op)
+	case ServiceAbsent:
+		return a.serviceAbsent(op)
 	}
 	return invalid("op %T is unknown", op)
 }

@@ -136,3 +136,27 @@ func (s *Store) SpecAt(service string, v int) (*SpecVersion, error) {
 	}
 	return clone(row), nil
 }
+
+// ServiceAbsent fails with errdefs.ErrConflict when the service exists. Put
+// before a PutService in the same Apply, it makes a create conditional on
+// the service still being absent (a plan made before it existed).
+type ServiceAbsent struct {
+	Name string `json:"name"`
+}
+
+func (o ServiceAbsent) wrap() wireOp { return wireOp{ServiceAbsent: &o} }
+
+func (o ServiceAbsent) validate() error {
+	if o.Name == "" {
+		return invalid("service absent: name is empty")
+	}
+	return nil
+}
+
+func (a *applier) serviceAbsent(op ServiceAbsent) error {
+	if old, _ := must(a.txn.First(tableServices, indexID, op.Name)).(*Service); old != nil {
+		return errdefs.WithHint(fmt.Errorf("service %q exists (version %d, modify index %d): %w", op.Name, old.Version, old.ModifyIndex, errdefs.ErrConflict),
+			"someone else created the service; read it again and retry")
+	}
+	return nil
+}

@@ -88,3 +88,15 @@ func TestHistoryIsBoundedAndSurvivesSnapshot(t *testing.T) {
 		t.Fatalf("history after restore:\n%s\nwant\n%s", after, before)
 	}
 }
+
+func TestServiceAbsentMakesACreateConditional(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	apply(t, s, ServiceAbsent{Name: "web"}, PutService{Service: Service{Spec: webSpec("busybox:1", 1)}})
+	_, err := s.Apply(context.Background(), ServiceAbsent{Name: "web"}, PutService{Service: Service{Spec: webSpec("busybox:2", 1)}})
+	if !errdefs.IsConflict(err) {
+		t.Fatalf("second conditional create: error %v, want conflict", err)
+	}
+	if svc, _ := s.Service("web"); svc.Spec.Image != "busybox:1" || svc.Version != 1 {
+		t.Errorf("a refused create changed the service: %+v", svc)
+	}
+}

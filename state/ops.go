@@ -109,6 +109,7 @@ type wireOp struct {
 	AppendAudit        *AppendAudit        `json:"append_audit,omitempty"`
 	RestartService     *RestartService     `json:"restart_service,omitempty"`
 	SetNodeScheduling  *SetNodeScheduling  `json:"set_node_scheduling,omitempty"`
+	ServiceAbsent      *ServiceAbsent      `json:"service_absent,omitempty"`
 }
 
 func (o PutService) wrap() wireOp         { return wireOp{PutService: &o} }
@@ -161,6 +162,9 @@ func (w wireOp) unwrap() (Op, error) {
 	}
 	if w.SetNodeScheduling != nil {
 		ops = append(ops, *w.SetNodeScheduling)
+	}
+	if w.ServiceAbsent != nil {
+		ops = append(ops, *w.ServiceAbsent)
 	}
 	if len(ops) != 1 {
 		return nil, fmt.Errorf("op holds %d operations, want exactly 1 (written by a newer gantry?): %w", len(ops), errdefs.ErrInvalid)

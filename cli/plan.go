@@ -51,8 +51,8 @@ type applyCmd struct {
 
 var applyHelp = cmdHelp{
 	usage: "apply PLAN_ID",
-	summary: `Apply a plan made by a dry run (gantry deploy --dry-run, restart --dry-run or
-rollback --dry-run). It is refused, with what changed, if the service
+	summary: `Apply a plan made by a dry run (--dry-run on gantry deploy, scale, rm, restart
+or rollback). It is refused, with what changed, if the service
 changed since the plan was made: then make a new plan.`,
 }
 

@@ -16,10 +16,11 @@ type rmCmd struct {
 	fs      *flag.FlagSet
 	detach  bool
 	timeout time.Duration
+	dryRun  bool
 }
 
 var rmHelp = cmdHelp{
-	usage: "rm NAME [--detach] [--timeout 2m]",
+	usage: "rm NAME [--dry-run] [--detach] [--timeout 2m]",
 	summary: `Remove service NAME: its instances are stopped (stop signal, then the grace
 period) and cleaned up, then the service is deleted. Unless --detach, gantry
 waits until that is done.`,
@@ -29,6 +30,7 @@ func newRmCmd(a *app) *rmCmd {
 	c := &rmCmd{app: a, fs: newFlagSet("rm")}
 	c.fs.BoolVar(&c.detach, "detach", false, "return once the removal is accepted instead of waiting for it")
 	c.fs.DurationVar(&c.timeout, "timeout", 2*time.Minute, "how long to wait for the removal")
+	c.fs.BoolVar(&c.dryRun, "dry-run", false, "change nothing: print the plan and its ID for gantry apply")
 	a.g.register(c.fs)
 	return c
 }
@@ -51,8 +53,12 @@ func (c *rmCmd) Run(ctx context.Context, args []string) error {
 	}
 	defer cl.Close()
 	var res api.RemoveResult
-	if err := cl.call(ctx, api.ToolRemoveService, api.NameInput{Name: pos[0]}, &res); err != nil {
+	if err := cl.call(ctx, api.ToolRemoveService, api.RemoveInput{Name: pos[0], DryRun: c.dryRun}, &res); err != nil {
 		return err
+	}
+	if res.Plan != nil {
+		printPlan(c.app.stdout, res.Plan)
+		return nil
 	}
 	if !res.Removed {
 		fmt.Fprintf(c.app.stdout, "service %s was already removed\n", res.Service)

@@ -11,17 +11,19 @@ import (
 
 // scaleCmd sets a service's replica count.
 type scaleCmd struct {
-	app *app
-	fs  *flag.FlagSet
+	app    *app
+	fs     *flag.FlagSet
+	dryRun bool
 }
 
 var scaleHelp = cmdHelp{
-	usage:   "scale NAME REPLICAS",
+	usage:   "scale NAME REPLICAS [--dry-run]",
 	summary: "Set the number of replicas (0 to 1000) of service NAME. Scaling down stops instances.",
 }
 
 func newScaleCmd(a *app) *scaleCmd {
 	c := &scaleCmd{app: a, fs: newFlagSet("scale")}
+	c.fs.BoolVar(&c.dryRun, "dry-run", false, "change nothing: print the plan and its ID for gantry apply")
 	a.g.register(c.fs)
 	return c
 }
@@ -45,8 +47,12 @@ func (c *scaleCmd) Run(ctx context.Context, args []string) error {
 	}
 	defer cl.Close()
 	var res api.ScaleResult
-	if err := cl.call(ctx, api.ToolScaleService, api.ScaleInput{Name: pos[0], Replicas: n}, &res); err != nil {
+	if err := cl.call(ctx, api.ToolScaleService, api.ScaleInput{Name: pos[0], Replicas: n, DryRun: c.dryRun}, &res); err != nil {
 		return err
+	}
+	if res.Plan != nil {
+		printPlan(c.app.stdout, res.Plan)
+		return nil
 	}
 	if res.Previous == res.Desired {
 		fmt.Fprintf(c.app.stdout, "service %s already has %d replicas\n", res.Service, res.Desired)

@@ -102,4 +102,13 @@ resources: {cpu: 50m, memory: 16Mi, pids: 32}
 	if err != nil || !strings.Contains(out, "3 (current)") || strings.Count(out, "deploy") != 3 {
 		t.Errorf("history: %v\n%s", err, out)
 	}
+	if out, err := d.cli("scale", "planned", "1", "--dry-run"); err != nil || !strings.Contains(out, "2 to stop") {
+		t.Errorf("scale --dry-run: %v\n%s", err, out)
+	}
+	if out, err := d.cli("rm", "planned", "--dry-run"); err != nil || !strings.Contains(out, "3 to stop") {
+		t.Errorf("rm --dry-run: %v\n%s", err, out)
+	}
+	if s := d.service("planned"); s.Desired != 3 || s.Removing {
+		t.Errorf("a dry run changed the service: desired %d, removing %v", s.Desired, s.Removing)
+	}
 }

@@ -102,7 +102,7 @@ run() {
   local label=$1 suite=$2; shift 2
   echo "== conformance [$label]: $("$node" "$suite" --version) server --suite all $*"
   "$node" "$suite" list --server "$@" >"$out/$label.list"
-  "$node" "$suite" server --url "$url" --suite all "$@" -o "$out/$label" >"$out/$label.txt" 2>&1 || true
+  timeout 300 "$node" "$suite" server --url "$url" --suite all "$@" -o "$out/$label" >"$out/$label.txt" 2>&1 || true
 }
 run 2025-11-25 "$suite01"
 run 2026-07-28 "$suite02" --spec-version 2026-07-28

@@ -66,6 +66,10 @@ async function exercise(transportName, transport) {
   const client = new Client({ name: `gantry-ts-e2e-${transportName}`, version: "1.0.0" });
   await client.connect(transport);
   try {
+    if ("protocolVersion" in transport) {
+      // The newest revision this SDK speaks; the server must agree to it.
+      assert(transport.protocolVersion === "2025-11-25", "negotiated protocol 2025-11-25", transport.protocolVersion);
+    }
     const server = client.getServerVersion();
     assert(server && server.name === "gantry", "server name is gantry", server);
 

@@ -38,6 +38,20 @@ func (b *Backend) Deploy(ctx context.Context, svc *spec.Service) (*api.DeployRes
 	if err := svc.Validate(); err != nil {
 		return nil, err
 	}
+	// Another deploy of the same service may land between the read and the
+	// write: the write is conditional (absent for a create, the modify index
+	// read for an update), and a lost race reads again, so every caller is
+	// told what its own deploy did. Each round lets at least one through.
+	for attempt := 0; ; attempt++ {
+		res, err := b.deployOnce(ctx, svc)
+		if errdefs.IsConflict(err) && attempt < 10 {
+			continue
+		}
+		return res, err
+	}
+}
+
+func (b *Backend) deployOnce(ctx context.Context, svc *spec.Service) (*api.DeployResult, error) {
 	now := time.Now().UTC()
 	old, err := b.Store.Service(svc.Name)
 	res := &api.DeployResult{Service: svc.Name, Desired: svc.Replicas}
@@ -75,7 +89,11 @@ func (b *Backend) Deploy(ctx context.Context, svc *spec.Service) (*api.DeployRes
 		}
 	}
 	ev := state.Event{Time: now, Service: svc.Name, Type: "Deployed", Message: res.Message}
-	if _, err := b.Store.Apply(ctx, state.PutService{Service: rec, ExpectModifyIndex: expect}, state.AppendEvent{Event: ev}); err != nil {
+	ops := []state.Op{state.PutService{Service: rec, ExpectModifyIndex: expect}, state.AppendEvent{Event: ev}}
+	if res.Created {
+		ops = append([]state.Op{state.ServiceAbsent{Name: svc.Name}}, ops...)
+	}
+	if _, err := b.Store.Apply(ctx, ops...); err != nil {
 		return nil, err
 	}
 	return res, nil

@@ -185,14 +185,23 @@ func (b *Backend) instanceFinding(in *state.Instance, svc *state.Service, now ti
 		}
 	case state.StateExited, state.StateBackoff, state.StateCrashLoop:
 		f.Problem = true
-		f.Reason = fmt.Sprintf("not running: %s; restarted %d time(s)", orText(lastExit, "it exited"), in.Restarts)
+		// The worker's message says why (an exit, or a start error such as
+		// a failed image pull, which has no exit).
+		why := orText(in.Message, orText(lastExit, "it exited"))
+		f.Reason = fmt.Sprintf("not running: %s; restarted %d time(s)", why, in.Restarts)
 		if in.State == state.StateCrashLoop {
-			f.Reason = "in a crash loop: it failed several times in a row soon after starting; " + orText(lastExit, "")
+			f.Reason = "in a crash loop: it failed several times in a row soon after starting: " + why
+		}
+		if lastExit != "" && !strings.Contains(why, "exited with code") {
+			f.Reason += "; " + lastExit
 		}
 		if !in.NextStart.IsZero() {
-			f.Reason += fmt.Sprintf("; the next start is in %s", in.NextStart.Sub(now).Round(time.Second).String())
+			f.Reason += fmt.Sprintf("; the next start is in %s", max(in.NextStart.Sub(now), 0).Round(time.Second).String())
 		}
 		f.Hint = exitHint(in.LastExit)
+		if low := strings.ToLower(in.Message); strings.Contains(low, "image ") || strings.Contains(low, "pull") {
+			f.Hint = "the image could not be pulled or prepared: check the image reference and that the registry is reachable (pull_image shows the error)"
+		}
 	case state.StateFailed:
 		f.Problem = true
 		f.Reason = withMsg("failed and will not be restarted")

@@ -125,5 +125,20 @@ func TestExplainInstanceCrashLoop(t *testing.T) {
 			t.Errorf("explain lacks %q:\n%s", want, text)
 		}
 	}
+	// A start error has no exit: the worker's message says why.
+	st = state.InstanceStatus{State: state.StateBackoff, Restarts: 1,
+		Message: "image 127.0.0.1:1/nope:1: registry unreachable; restarting in 2s"}
+	if _, err := e.store.Apply(context.Background(), state.SetInstanceStatus{ID: id, Status: st}); err != nil {
+		t.Fatal(err)
+	}
+	text = e.call(t, api.ToolExplain, api.ExplainInput{ID: "web"}, &ex, false)
+	for _, want := range []string{"0 of 1 replicas running", "registry unreachable", "could not be pulled"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("explain lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "it exited") {
+		t.Errorf("explain invents an exit for a start error:\n%s", text)
+	}
 	e.call(t, api.ToolExplain, api.ExplainInput{ID: "nothing-here"}, nil, true)
 }

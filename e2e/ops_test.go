@@ -65,4 +65,28 @@ resources: {cpu: 50m, memory: 16Mi, pids: 32}
 	if out, err := d.cli("explain", "drained"); err != nil || !strings.Contains(out, "nothing is wrong") {
 		t.Errorf("explain after recovery: %v\n%s", err, out)
 	}
+
+	// A rolling restart replaces every instance without a spec change.
+	before := d.service("drained")
+	if out, err := d.cli("restart", "drained"); err != nil || !strings.Contains(out, "now version") {
+		t.Fatalf("restart: %v\n%s", err, out)
+	}
+	after := d.waitFor("drained", 90*time.Second, "2 new instances of the next version", func(s api.ServiceStatus) bool {
+		if s.Version != before.Version+1 || !running(2)(s) {
+			return false
+		}
+		for _, in := range s.Instances {
+			if in.SpecVersion != s.Version {
+				return false
+			}
+		}
+		return true
+	})
+	for _, old := range before.Instances {
+		for _, in := range after.Instances {
+			if in.ID == old.ID {
+				t.Errorf("instance %s survived the restart", in.ID)
+			}
+		}
+	}
 }

@@ -1,8 +1,9 @@
 // e2e.mjs drives a running gantry dev with the official TypeScript MCP SDK
 // client, once over streamable HTTP (bearer token header) and once over
 // stdio (spawning `gantry mcp`): it lists the tools, deploys a service,
-// waits for get_service to show it running, reads service_logs and removes
-// it, asserting on the structured content of every result.
+// waits for get_service to show it running, reads it as a resource, lists
+// the prompts, reads service_logs and removes it, asserting on the
+// structured content of every result.
 //
 // Run by e2e/ts_sdk_test.go with Node 22 from scripts/node-tools.sh:
 //   GANTRY_ADDR=http://127.0.0.1:PORT/mcp  the MCP endpoint
@@ -104,6 +105,15 @@ async function exercise(transportName, transport) {
     });
     assert(running.name === name && running.image === image, "get_service shows the spec", running);
     const instance = running.instances[0].id;
+
+    // The same status as a resource, and the prompts, through the SDK.
+    const res = await client.readResource({ uri: `gantry://services/${name}` });
+    const content = res.contents && res.contents[0];
+    assert(content && content.mimeType === "application/json", "the service resource is JSON", res);
+    const asResource = JSON.parse(content.text);
+    assert(asResource.name === name && asResource.running === 1, "the service resource shows it running", asResource);
+    const { prompts } = await client.listPrompts();
+    assert(prompts.length > 0 && prompts.every((p) => p.name && p.description), "prompts are listed with descriptions", prompts);
     assert(typeof instance === "string" && instance.length > 0, "the instance has an id", running);
 
     const logs = await poll(`${name} logs`, 30_000, async () => {

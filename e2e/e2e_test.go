@@ -654,3 +654,34 @@ func TestStdioBridge(t *testing.T) {
 		t.Fatalf("nodes: %s", raw)
 	}
 }
+
+// A crash loop stays slow across a gantry restart: the backoff resumes
+// from the failures recorded in state instead of starting again at 1s.
+func TestBackoffSurvivesRestart(t *testing.T) {
+	ref := webImage(t)
+	d := startDev(t)
+	d.deploy(fmt.Sprintf("name: loop\nimage: %s\ncommand: [sh, -c, 'exit 3']\n", ref))
+	d.waitFor("loop", 40*time.Second, "crash loop", func(s api.ServiceStatus) bool {
+		return len(s.Instances) == 1 && s.Instances[0].State == "crashloop"
+	})
+	d.kill9()
+	d.start()
+	s := d.waitFor("loop", 60*time.Second, "a backoff after the restart", func(s api.ServiceStatus) bool {
+		n := 0
+		for _, ev := range s.Events {
+			if ev.Type == "Restarting" {
+				n++
+			}
+		}
+		return n >= 4
+	})
+	var last string
+	for _, ev := range s.Events {
+		if ev.Type == "Restarting" {
+			last = ev.Message
+		}
+	}
+	if !strings.Contains(last, "crash loop (4 failures") && !strings.Contains(last, "crash loop (5 failures") {
+		t.Fatalf("backoff restarted from scratch after the gantry restart: %q", last)
+	}
+}

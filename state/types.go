@@ -81,6 +81,9 @@ type InstanceStatus struct {
 	Healthy     bool           `json:"healthy"`
 	StartedAt   time.Time      `json:"started_at,omitempty"`
 	NextStart   time.Time      `json:"next_start,omitempty"` // when in backoff
+	// Failures counts quick failures in a row; the backoff doubles with
+	// each, and it survives a worker restart so a crash loop stays slow.
+	Failures int `json:"failures,omitempty"`
 }
 
 // Node is a machine that runs instances.

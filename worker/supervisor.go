@@ -153,7 +153,7 @@ func (s *supervisor) run(ctx context.Context, in *state.Instance, adopt *runtime
 	}
 	sp := svc.Spec
 	restarts := in.Restarts
-	failures := 0
+	failures := in.Failures // the backoff keeps growing across worker restarts
 	var prep *prepared
 	for {
 		if ctx.Err() != nil {
@@ -235,8 +235,11 @@ func (s *supervisor) run(ctx context.Context, in *state.Instance, adopt *runtime
 				st.StartedAt, st.NextStart = time.Now().UTC(), time.Time{}
 			}, state.Event{Type: "Started", Message: fmt.Sprintf("container started (pid %d)", pid)})
 		}
-		adopt = nil
 		started := time.Now()
+		if adopt != nil && !in.StartedAt.IsZero() {
+			started = in.StartedAt // it has been running since then, not since adoption
+		}
+		adopt = nil
 
 		exit, why := s.supervise(ctx, &sp, prep, pid)
 		if why == detached {
@@ -316,7 +319,7 @@ func (s *supervisor) backoff(ctx context.Context, sp *spec.Service, failures int
 	}
 	s.log.Info("backing off", "delay", delay, "failures", failures, "why", why)
 	s.report(ctx, func(x *state.InstanceStatus) {
-		x.State, x.Message, x.NextStart, x.Healthy = st, msg, next, false
+		x.State, x.Message, x.NextStart, x.Healthy, x.Failures = st, msg, next, false, failures
 	}, state.Event{Type: evType, Message: msg})
 	t := time.NewTimer(delay)
 	defer t.Stop()

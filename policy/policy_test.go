@@ -1,0 +1,160 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+)
+
+const testFile = `
+principals:
+  - name: ci
+    allow: [list_*, get_service, deploy, scale_service]
+  - name: intern
+    deny: [remove_service]
+rules:
+  - name: no-huge-scale
+    when: tool == "scale_service" && args.replicas > 10
+    effect: deny
+    message: more than 10 replicas needs the platform team
+  - name: prod-needs-approval
+    when: labels.tier == "prod" && !read_only
+    effect: needs-approval
+  - name: admin-ok
+    when: principal == "admin"
+    effect: allow
+`
+
+func mustLoad(t testing.TB, data string, mode Mode) *Policy {
+	t.Helper()
+	p, err := Load([]byte(data), mode, "test.yaml")
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	return p
+}
+
+func TestEvaluateOutcomes(t *testing.T) {
+	p := mustLoad(t, testFile, ModeNone)
+	ro, _ := ForMode(ModeReadOnly)
+	nd, _ := ForMode(ModeNoDestructive)
+	deploy := Input{Principal: "admin", Tool: "deploy", Destructive: true}
+	cases := []struct {
+		name   string
+		p      *Policy
+		in     Input
+		effect Effect
+		rule   string
+	}{
+		{"read-only blocks deploy", ro, deploy, Deny, "mode/read-only"},
+		{"read-only allows list", ro, Input{Tool: "list_services", ReadOnly: true}, Allow, ""},
+		{"no-destructive blocks remove", nd, Input{Tool: "remove_service", Destructive: true}, Deny, "mode/no-destructive"},
+		{"no-destructive allows scale", nd, Input{Tool: "scale_service"}, Allow, ""},
+		{"allow list admits", p, Input{Principal: "ci/abc", Tool: "list_services", ReadOnly: true}, Allow, ""},
+		{"allow list refuses", p, Input{Principal: "ci/abc", Tool: "remove_service"}, Deny, "principal/ci/allow"},
+		{"deny list refuses", p, Input{Principal: "intern/x1", Tool: "remove_service"}, Deny, "principal/intern/deny"},
+		{"deny list leaves others", p, Input{Principal: "intern/x1", Tool: "deploy"}, Allow, ""},
+		{"cel deny", p, Input{Principal: "ci/abc", Tool: "scale_service", Args: map[string]any{"name": "web", "replicas": 11.0}}, Deny, "no-huge-scale"},
+		{"cel no match", p, Input{Principal: "ci/abc", Tool: "scale_service", Args: map[string]any{"name": "web", "replicas": 10.0}}, Allow, ""},
+		{"cel missing arg", p, Input{Principal: "ci/abc", Tool: "scale_service", Args: map[string]any{"name": "web"}}, Allow, ""},
+		{"cel labels need approval", p, Input{Principal: "intern/x1", Tool: "scale_service", Service: "web", Labels: map[string]string{"tier": "prod"}}, NeedsApproval, "prod-needs-approval"},
+		{"cel labels read-only ok", p, Input{Principal: "intern/x1", Tool: "get_service", ReadOnly: true, Labels: map[string]string{"tier": "prod"}}, Allow, ""},
+		{"cel allow", p, Input{Principal: "admin", Tool: "deploy"}, Allow, "admin-ok"},
+		{"nil policy", nil, deploy, Allow, ""},
+	}
+	for _, c := range cases {
+		d := c.p.Evaluate(c.in)
+		if d.Effect != c.effect || d.Rule != c.rule {
+			t.Errorf("%s: got %s by %q (%s), want %s by %q", c.name, d.Effect, d.Rule, d.Reason, c.effect, c.rule)
+		}
+		if d.Effect != Allow && d.Reason == "" {
+			t.Errorf("%s: no reason", c.name)
+		}
+	}
+}
+
+func TestModeFlagOverridesFile(t *testing.T) {
+	p := mustLoad(t, "mode: no-destructive\n", ModeReadOnly)
+	if p.Mode() != ModeReadOnly {
+		t.Fatalf("mode = %q", p.Mode())
+	}
+	if d := p.Evaluate(Input{Tool: "scale_service"}); d.Effect != Deny {
+		t.Fatalf("scale in read-only: %+v", d)
+	}
+}
+
+func TestEvaluationErrorFailsClosed(t *testing.T) {
+	p := mustLoad(t, `rules:
+  - {name: typed, when: 'args.replicas > 10', effect: deny}
+`, ModeNone)
+	d := p.Evaluate(Input{Tool: "scale_service", Args: map[string]any{"replicas": "many"}})
+	if d.Effect != Deny || d.Rule != "typed" || !strings.Contains(d.Reason, "could not be evaluated") {
+		t.Fatalf("got %+v", d)
+	}
+}
+
+func TestValidationErrors(t *testing.T) {
+	cases := map[string][]string{
+		"mode: sometimes\n": {"mode:", "read-only"},
+		"rules:\n  - {name: r1, when: 'tool ==', effect: deny}":                                          {"rule r1.when: CEL:"},
+		"rules:\n  - {name: r1, when: 'nope == 1', effect: deny}":                                        {"rule r1.when: CEL:", "nope"},
+		"rules:\n  - {name: r1, when: 'tool', effect: deny}":                                             {"rule r1.when", "bool"},
+		"rules:\n  - {name: r1, when: 'true', effect: maybe}":                                            {"rule r1.effect", "needs-approval"},
+		"rules:\n  - {name: r1, when: 'true', effect: deny}\n  - {name: r1, when: 'true', effect: deny}": {"rule r1 (rules[1]).name"},
+		"rules:\n  - {name: 'bad name', when: 'true', effect: deny}":                                     {"rules[0].name"},
+		"rules:\n  - {name: r1, when: '', effect: deny}":                                                 {"rule r1.when: empty"},
+		"principals:\n  - {name: ci, allow: ['rm -rf']}":                                                 {"principal ci.allow[0]"},
+		"rules:\n  - {name: r1, when: 'true', effect: deny, colour: red}":                                {"colour"},
+		"bogus: 1\n": {"bogus"},
+	}
+	for in, wants := range cases {
+		_, err := Load([]byte(in), ModeNone, "p.yaml")
+		if err == nil {
+			t.Errorf("%q: no error", in)
+			continue
+		}
+		for _, w := range wants {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%q: error %q does not contain %q", in, err, w)
+			}
+		}
+	}
+}
+
+func TestEmptyFileAllows(t *testing.T) {
+	p := mustLoad(t, "", ModeNone)
+	if d := p.Evaluate(Input{Tool: "remove_service", Destructive: true}); d.Effect != Allow {
+		t.Fatalf("got %+v", d)
+	}
+}
+
+func BenchmarkEvaluate(b *testing.B) {
+	p := mustLoad(b, testFile, ModeNone)
+	in := Input{Principal: "intern/x1", Tool: "scale_service", Service: "web",
+		Args: map[string]any{"name": "web", "replicas": 3.0}, Labels: map[string]string{"tier": "dev"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if d := p.Evaluate(in); d.Effect != Allow {
+			b.Fatal(d)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(testFile))
+	f.Add([]byte("mode: read-only\n"))
+	f.Add([]byte("rules:\n  - {name: r, when: 'args.x[0] > 1', effect: needs-approval}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := Load(data, ModeNone, "fuzz.yaml")
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error message")
+			}
+			return
+		}
+		// A loaded policy evaluates without panicking.
+		d := p.Evaluate(Input{Principal: "ci/1", Tool: "deploy", Args: map[string]any{"x": []any{2.0}, "replicas": 3.0}, Labels: map[string]string{"tier": "prod"}})
+		if !d.Effect.valid() {
+			t.Fatalf("invalid effect %q", d.Effect)
+		}
+	})
+}

@@ -37,10 +37,12 @@ type globals struct {
 	addr         string
 	tokenFile    string
 	tokenFileSet bool
+	caFile       string // --ca-file (tls.go)
 }
 
 func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.addr, "addr", g.addr, "the server's MCP endpoint URL (env GANTRY_ADDR)")
+	fs.StringVar(&g.caFile, "ca-file", "", "PEM file of the CA that signed an https server's certificate, trusted besides the system's (env GANTRY_CA_FILE)")
 	fs.Func("token-file", "file holding the bearer token (default "+defaultTokenFile+"; GANTRY_TOKEN is used instead when set)", func(v string) error {
 		if v == "" {
 			return errors.New("expected a file name")

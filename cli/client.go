@@ -94,10 +94,15 @@ func (a *app) connect(ctx context.Context) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
+	tlsConf, err := a.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
 	c := &client{addr: addr, rt: &authTransport{token: token, base: &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		TLSHandshakeTimeout: 5 * time.Second,
+		TLSClientConfig:     tlsConf,
 	}}}
 	mc := sdk.NewClient(&sdk.Implementation{Name: "gantry-cli", Version: buildVersion()}, &sdk.ClientOptions{
 		Capabilities:                &sdk.ClientCapabilities{},
@@ -205,6 +210,9 @@ func (c *client) explain(ctx context.Context, err error) error {
 		return fmt.Errorf("%s has no MCP endpoint (404 Not Found): check --addr or GANTRY_ADDR (default %s)", c.addr, defaultAddr)
 	}
 	if derr := c.rt.dialErr(); derr != nil {
+		if cerr := certError(derr); cerr != nil {
+			return explainCert(c.addr, cerr)
+		}
 		if errors.Is(derr, syscall.ECONNREFUSED) {
 			return fmt.Errorf("cannot reach gantry at %s: is `gantry dev` running? (start it with: gantry dev)", c.addr)
 		}
@@ -232,6 +240,10 @@ func (t *authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		if errors.As(err, &op) && op.Op == "dial" {
 			t.mu.Lock()
 			t.netErr = op
+			t.mu.Unlock()
+		} else if certError(err) != nil {
+			t.mu.Lock()
+			t.netErr = err
 			t.mu.Unlock()
 		}
 		return nil, err

@@ -50,6 +50,8 @@ type DevOptions struct {
 	Bridge     string
 	PortRange  [2]int
 	RunDir     string // runtime state: runc root and network namespaces
+	// TLSCert and TLSKey make the MCP endpoint HTTPS (dev_tls.go).
+	TLSCert, TLSKey string
 }
 
 type stringList []string
@@ -66,7 +68,7 @@ func ParseDevFlags(args []string, stderr io.Writer) (*DevOptions, error) {
 	var level, ports string
 	host, _ := os.Hostname()
 	fs.StringVar(&o.DataDir, "data-dir", DefaultDataDir, "directory for all state: Raft log, images, instances, admin token")
-	fs.StringVar(&o.Listen, "listen", "127.0.0.1:7433", "address of the MCP endpoint (served at /mcp); loopback only until TLS is configured")
+	fs.StringVar(&o.Listen, "listen", "127.0.0.1:7433", "address of the MCP endpoint (served at /mcp); a non-loopback address needs --tls-cert and --tls-key")
 	fs.StringVar(&o.OCIRuntime, "oci-runtime", "runc", "runc-compatible OCI runtime binary: a name on PATH or a path (runc, crun, youki)")
 	fs.Var(&insecure, "insecure-registry", "registry host[:port] that may be reached over plain http (repeatable; loopback registries always may)")
 	fs.StringVar(&o.NodeName, "node-name", host, "this node's name")
@@ -75,6 +77,7 @@ func ParseDevFlags(args []string, stderr io.Writer) (*DevOptions, error) {
 	fs.StringVar(&o.Bridge, "bridge", "gantry0", "container network bridge name")
 	fs.StringVar(&o.RunDir, "run-dir", "/run/gantry", "directory for runtime state that ends with a reboot: the OCI runtime's root and network namespaces")
 	fs.StringVar(&ports, "port-range", "20000-32767", "host ports for dynamically published ports, LO-HI")
+	registerTLSFlags(fs, o)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: gantry dev [flags]\n\nRuns a single-node Gantry cluster in this process and serves its MCP endpoint.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -110,13 +113,8 @@ func ParseDevFlags(args []string, stderr io.Writer) (*DevOptions, error) {
 			*d = abs
 		}
 	}
-	h, _, err := net.SplitHostPort(o.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("--listen %q: want host:port: %w", o.Listen, errdefs.ErrInvalid)
-	}
-	if ip := net.ParseIP(h); h != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return nil, errdefs.WithHint(fmt.Errorf("--listen %q: a non-loopback address needs TLS, which gantry dev does not serve yet: %w", o.Listen, errdefs.ErrInvalid),
-			"listen on 127.0.0.1 and reach it through an SSH tunnel")
+	if err := checkListen(o); err != nil {
+		return nil, err
 	}
 	if o.NodeName == "" {
 		o.NodeName = "dev"
@@ -229,6 +227,11 @@ func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoi
 	if err != nil {
 		return errdefs.WithHint(fmt.Errorf("listen on %s: %w", o.Listen, err), "is another gantry dev running? pick another address with --listen")
 	}
+	ln, scheme, err := listenerTLS(o, ln)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", srv.Handler())
 	mux.Handle("/mcp/", srv.Handler())
@@ -239,7 +242,7 @@ func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoi
 	g.Go(func() error { return wk.Run(gctx) })
 	g.Go(func() error { return mcp.Serve(gctx, ln, mux) })
 	g.Go(func() error { return srv.WatchResources(gctx) })
-	endpoint := "http://" + ln.Addr().String() + "/mcp"
+	endpoint := scheme + "://" + ln.Addr().String() + "/mcp"
 	log.Info("gantry dev started", "endpoint", endpoint, "data_dir", o.DataDir, "runtime", rt.Name(), "startup", time.Since(start).Round(time.Millisecond))
 	if ready != nil {
 		ready(endpoint, tokenFile)

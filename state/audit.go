@@ -22,6 +22,8 @@ const DefaultMaxAudit = 100_000
 const (
 	AuditAllowed = "allowed"
 	AuditDenied  = "denied"
+	// AuditPending: policy held the call for a human's approval.
+	AuditPending = "pending-approval"
 )
 
 // AuditEntry is one tool call in the hash-chained audit log. The FSM assigns
@@ -39,6 +41,7 @@ type AuditEntry struct {
 	Reason    string          `json:"reason,omitempty"`
 	Result    string          `json:"result,omitempty"` // "ok", or the error category
 	LatencyUS int64           `json:"latency_us"`
+	Rule      string          `json:"rule,omitempty"` // the policy rule that decided, if any
 	PrevHash  string          `json:"prev_hash"`
 	Hash      string          `json:"hash"`
 }
@@ -61,7 +64,7 @@ func (o AppendAudit) validate() error {
 		return invalid("append audit: keep %d is negative", o.Keep)
 	}
 	for i, e := range o.Entries {
-		if e.Tool == "" || (e.Decision != AuditAllowed && e.Decision != AuditDenied) {
+		if e.Tool == "" || (e.Decision != AuditAllowed && e.Decision != AuditDenied && e.Decision != AuditPending) {
 			return invalid("append audit: entry %d needs a tool and a decision (%q or %q)", i, AuditAllowed, AuditDenied)
 		}
 		if len(e.Arguments) > 0 && !json.Valid(e.Arguments) {
@@ -93,6 +96,7 @@ type hashedEntry struct {
 	Reason    string          `json:"reason"`
 	Result    string          `json:"result"`
 	LatencyUS int64           `json:"latency_us"`
+	Rule      string          `json:"rule,omitempty"` // omitted when empty: older entries keep their hashes
 }
 
 // AuditHash computes an entry's hash from prevHash (hex; empty for the first
@@ -112,7 +116,7 @@ func AuditHash(prevHash string, e *AuditEntry) (string, error) {
 	}
 	body, err := json.Marshal(hashedEntry{
 		Seq: e.Seq, Time: e.Time.UTC().Format(time.RFC3339Nano), Principal: e.Principal, Tool: e.Tool,
-		Arguments: args, Decision: e.Decision, Reason: e.Reason, Result: e.Result, LatencyUS: e.LatencyUS,
+		Arguments: args, Decision: e.Decision, Reason: e.Reason, Result: e.Result, LatencyUS: e.LatencyUS, Rule: e.Rule,
 	})
 	if err != nil {
 		return "", fmt.Errorf("audit entry %d: encode: %w", e.Seq, err)

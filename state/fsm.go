@@ -153,6 +153,12 @@ func (a *applier) apply(op Op) error {
 		return a.setNodeScheduling(op)
 	case ServiceAbsent:
 		return a.serviceAbsent(op)
+	case PutApproval:
+		return a.putApproval(op)
+	case DecideApproval:
+		return a.decideApproval(op)
+	case UseApproval:
+		return a.useApproval(op)
 	}
 	return invalid("op %T is unknown", op)
 }
@@ -345,6 +351,7 @@ type snapshotData struct {
 	History   []*SpecVersion `json:"history,omitempty"`
 	Tokens    []*Token       `json:"tokens,omitempty"`
 	Audit     []*AuditEntry  `json:"audit,omitempty"`
+	Approvals []*Approval    `json:"approvals,omitempty"`
 }
 
 // fsmSnapshot holds a read transaction: memdb rows are immutable, so it is
@@ -378,6 +385,7 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		History:   rows[SpecVersion](s.txn, tableHistory),
 		Tokens:    rows[Token](s.txn, tableTokens),
 		Audit:     rows[AuditEntry](s.txn, tableAudit),
+		Approvals: rows[Approval](s.txn, tableApprovals),
 	}
 	w := bufio.NewWriter(sink)
 	err := w.WriteByte(snapshotJSON)
@@ -431,6 +439,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		insertAll(tableHistory, len(data.History), func(i int) any { return data.History[i] }),
 		insertAll(tableTokens, len(data.Tokens), func(i int) any { return data.Tokens[i] }),
 		insertAll(tableAudit, len(data.Audit), func(i int) any { return data.Audit[i] }),
+		insertAll(tableApprovals, len(data.Approvals), func(i int) any { return data.Approvals[i] }),
 		txn.Insert(tableMeta, &metaRow{Key: metaIndexKey, Value: data.Index}),
 	)
 	if err != nil {

@@ -110,6 +110,9 @@ type wireOp struct {
 	RestartService     *RestartService     `json:"restart_service,omitempty"`
 	SetNodeScheduling  *SetNodeScheduling  `json:"set_node_scheduling,omitempty"`
 	ServiceAbsent      *ServiceAbsent      `json:"service_absent,omitempty"`
+	PutApproval        *PutApproval        `json:"put_approval,omitempty"`
+	DecideApproval     *DecideApproval     `json:"decide_approval,omitempty"`
+	UseApproval        *UseApproval        `json:"use_approval,omitempty"`
 }
 
 func (o PutService) wrap() wireOp         { return wireOp{PutService: &o} }
@@ -165,6 +168,15 @@ func (w wireOp) unwrap() (Op, error) {
 	}
 	if w.ServiceAbsent != nil {
 		ops = append(ops, *w.ServiceAbsent)
+	}
+	if w.PutApproval != nil {
+		ops = append(ops, *w.PutApproval)
+	}
+	if w.DecideApproval != nil {
+		ops = append(ops, *w.DecideApproval)
+	}
+	if w.UseApproval != nil {
+		ops = append(ops, *w.UseApproval)
 	}
 	if len(ops) != 1 {
 		return nil, fmt.Errorf("op holds %d operations, want exactly 1 (written by a newer gantry?): %w", len(ops), errdefs.ErrInvalid)

@@ -84,9 +84,10 @@ func schema() *memdb.DBSchema {
 				indexInstance: named(indexInstance, str("Instance", true)),
 			},
 		},
-		tableHistory: historyTable(),
-		tableTokens:  tokensTable(),
-		tableAudit:   auditTable(),
+		tableHistory:   historyTable(),
+		tableTokens:    tokensTable(),
+		tableAudit:     auditTable(),
+		tableApprovals: approvalsTable(),
 		tableMeta: {
 			Name:    tableMeta,
 			Indexes: map[string]*memdb.IndexSchema{indexID: primary(str("Key", false))},

@@ -144,7 +144,7 @@ func authenticate(a Authenticator, next http.Handler) http.Handler {
 		scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 		got = strings.TrimSpace(got)
 		if !ok || !strings.EqualFold(scheme, "Bearer") || got == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="gantry"`)
+			w.Header().Set("WWW-Authenticate", bearerChallenge(a, r, ""))
 			writeJSONError(w, http.StatusUnauthorized, jsonError("unauthorized", unauthorizedHelp))
 			return
 		}
@@ -154,7 +154,7 @@ func authenticate(a Authenticator, next http.Handler) http.Handler {
 				writeJSONError(w, http.StatusServiceUnavailable, jsonError("unavailable", err.Error()+"; retry in a few seconds"))
 				return
 			}
-			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="gantry", error="invalid_token", error_description=%q`, err.Error()))
+			w.Header().Set("WWW-Authenticate", bearerChallenge(a, r, fmt.Sprintf(`error="invalid_token", error_description=%q`, err.Error())))
 			writeJSONError(w, http.StatusUnauthorized, jsonError("unauthorized", err.Error()+". "+unauthorizedHelp))
 			return
 		}

@@ -77,8 +77,9 @@ type AuditEntry struct {
 	Principal string         `json:"principal" jsonschema:"who called: admin (the bootstrap token) or token-name/token-id"`
 	Tool      string         `json:"tool"`
 	Arguments map[string]any `json:"arguments,omitempty" jsonschema:"the call's arguments with secrets, env values and long strings redacted"`
-	Decision  string         `json:"decision" jsonschema:"allowed or denied"`
+	Decision  string         `json:"decision" jsonschema:"allowed, denied or pending-approval"`
 	Reason    string         `json:"reason,omitempty" jsonschema:"why the call was denied"`
+	Rule      string         `json:"rule,omitempty" jsonschema:"the policy rule that decided, if any"`
 	Result    string         `json:"result,omitempty" jsonschema:"ok, or the error category (invalid, not found, conflict, unavailable, permission denied, error)"`
 	LatencyMS float64        `json:"latency_ms"`
 	PrevHash  string         `json:"prev_hash"`

@@ -62,6 +62,10 @@ func (w *AuditWriter) Record(ctx context.Context, r mcp.AuditRecord) {
 	if !r.Allowed {
 		e.Decision = state.AuditDenied
 	}
+	if r.Decision != "" {
+		e.Decision = r.Decision // pending-approval
+	}
+	e.Rule = r.Rule
 	select {
 	case w.ch <- e:
 	case <-w.done:

@@ -161,7 +161,7 @@ func (a *Auth) AuditLog(ctx context.Context, in api.AuditLogInput) ([]api.AuditE
 	out := make([]api.AuditEntry, len(entries))
 	for i, e := range entries {
 		out[i] = api.AuditEntry{Seq: e.Seq, Time: e.Time, Principal: e.Principal, Tool: e.Tool, Decision: e.Decision,
-			Reason: e.Reason, Result: e.Result, LatencyMS: float64(e.LatencyUS) / 1000, PrevHash: e.PrevHash, Hash: e.Hash}
+			Reason: e.Reason, Result: e.Result, LatencyMS: float64(e.LatencyUS) / 1000, PrevHash: e.PrevHash, Hash: e.Hash, Rule: e.Rule}
 		if len(e.Arguments) > 0 {
 			_ = json.Unmarshal(e.Arguments, &out[i].Arguments) // arguments are always an object; anything else is left out
 		}

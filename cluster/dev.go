@@ -52,6 +52,8 @@ type DevOptions struct {
 	RunDir     string // runtime state: runc root and network namespaces
 	// TLSCert and TLSKey make the MCP endpoint HTTPS (dev_tls.go).
 	TLSCert, TLSKey string
+	// Policy is --policy, --mode and --confirm-destructive (dev_policy.go).
+	Policy DevPolicy
 }
 
 type stringList []string
@@ -78,6 +80,7 @@ func ParseDevFlags(args []string, stderr io.Writer) (*DevOptions, error) {
 	fs.StringVar(&o.RunDir, "run-dir", "/run/gantry", "directory for runtime state that ends with a reboot: the OCI runtime's root and network namespaces")
 	fs.StringVar(&ports, "port-range", "20000-32767", "host ports for dynamically published ports, LO-HI")
 	registerTLSFlags(fs, o)
+	registerPolicyFlags(fs, o)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: gantry dev [flags]\n\nRuns a single-node Gantry cluster in this process and serves its MCP endpoint.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -218,8 +221,12 @@ func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoi
 	audit := NewAuditWriter(st, log, 0)
 	defer startAuditWriter(ctx, audit)() // stops after the MCP server, before the store closes
 	auth := NewAuth(st, token, audit)
+	pol, err := o.Policy.compile()
+	if err != nil {
+		return err
+	}
 	srv, err := mcp.NewServer(mcp.Config{Services: be, Images: be, Plans: be, History: be, Ops: be, Token: token, Logger: log, Version: Version,
-		Auth: auth, Audit: audit, Access: auth, Resources: be})
+		Auth: auth, Audit: audit, Access: auth, Resources: be, Policy: pol, Oversight: be, ConfirmDestructive: o.Policy.ConfirmDestructive})
 	if err != nil {
 		return err
 	}

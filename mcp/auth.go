@@ -83,6 +83,8 @@ type AuditRecord struct {
 	Arguments json.RawMessage // already redacted
 	Allowed   bool
 	Reason    string // why it was denied
+	Decision  string // "pending-approval"; empty: allowed or denied per Allowed
+	Rule      string // the policy rule that decided, if any
 	Result    string // "ok" or an error category
 	Latency   time.Duration
 }
@@ -229,6 +231,11 @@ type callGuard struct {
 	args  json.RawMessage
 	deny  string // reason, when refused
 
+	// Set by the policy middleware: the audit decision when not plain
+	// allowed/denied, the rule that decided, a note for allowed calls and
+	// a result for calls that did not run (held for approval).
+	decision, rule, reason, result string
+
 	mu    sync.Mutex
 	noted bool  // the tool's handler ran and reported err
 	err   error // what the handler returned
@@ -340,6 +347,13 @@ func (s *Server) record(ctx context.Context, g *callGuard) {
 	}
 	if r.Principal == "" {
 		r.Principal = "anonymous"
+	}
+	r.Decision, r.Rule = g.decision, g.rule
+	if r.Reason == "" {
+		r.Reason = g.reason
+	}
+	if g.result != "" {
+		r.Result = g.result
 	}
 	s.auditor.Record(context.WithoutCancel(ctx), r)
 }

@@ -16,6 +16,7 @@ import (
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/gantry-dev/gantry/errdefs"
+	"github.com/gantry-dev/gantry/policy"
 )
 
 // Config configures the MCP server.
@@ -37,9 +38,21 @@ type Config struct {
 	// Auth, when set, authenticates requests instead of Token: it maps a
 	// bearer token to a principal with scopes. Audit, when set, records
 	// every tool call; Access enables the token and audit tools.
-	Auth    Authenticator
-	Audit   Auditor
-	Access  Access
+	Auth   Authenticator
+	Audit  Auditor
+	Access Access
+
+	// Policy, when set, decides for every call after the scope check:
+	// allow, deny or hold for approval. Oversight, when set, queues held
+	// calls and enables list_approvals, approve and reject; ApprovalTTL is
+	// how long a held call waits (DefaultApprovalTTL when 0).
+	// ConfirmDestructive asks the user to confirm removals and scale-downs
+	// through elicitation, on sessions whose client supports it.
+	Policy             *policy.Policy
+	Oversight          Oversight
+	ApprovalTTL        time.Duration
+	ConfirmDestructive bool
+
 	Logger  *slog.Logger
 	Version string
 }
@@ -57,6 +70,7 @@ type Server struct {
 	scopes   sync.Map       // tool name -> the Scope it needs
 	plan     *planTools     // nil without Config.Plans
 	watch    *resourceWatch // nil without Config.Resources
+	over     *overseer      // policy, approvals and confirmations
 }
 
 // instructions tell connected agents what the server is for.
@@ -105,6 +119,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s.addTools()
 	registerPlanTools(s, cfg)
 	registerOpsTools(s, cfg)
+	registerPolicy(s, cfg) // before registerAuthTools: its middleware must run inside the scope check
 	registerAuthTools(s)
 	registerIntentFeatures(s, cfg)
 

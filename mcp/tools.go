@@ -102,6 +102,7 @@ func (s *Server) addTools() {
 func addTool[In, Out any](s *Server, t *sdk.Tool, h handler[In, Out]) {
 	name := t.Name
 	s.scopes.Store(name, toolScope(t))
+	s.noteTool(t)
 	sdk.AddTool(s.srv, t, func(ctx context.Context, req *sdk.CallToolRequest, in In) (res *sdk.CallToolResult, out Out, err error) {
 		start := time.Now()
 		defer func() { noteResult(ctx, err) }() // for the audit log, after the recover below has set err

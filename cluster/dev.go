@@ -54,6 +54,8 @@ type DevOptions struct {
 	TLSCert, TLSKey string
 	// Policy is --policy, --mode and --confirm-destructive (dev_policy.go).
 	Policy DevPolicy
+	// OAuth resource-server mode (dev_oauth.go).
+	OAuthIssuer, OAuthAudience, OAuthScopeClaim, OAuthResource string
 }
 
 type stringList []string
@@ -80,6 +82,7 @@ func ParseDevFlags(args []string, stderr io.Writer) (*DevOptions, error) {
 	fs.StringVar(&o.RunDir, "run-dir", "/run/gantry", "directory for runtime state that ends with a reboot: the OCI runtime's root and network namespaces")
 	fs.StringVar(&ports, "port-range", "20000-32767", "host ports for dynamically published ports, LO-HI")
 	registerTLSFlags(fs, o)
+	registerOAuthFlags(fs, o)
 	registerPolicyFlags(fs, o)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: gantry dev [flags]\n\nRuns a single-node Gantry cluster in this process and serves its MCP endpoint.\n\nFlags:\n")
@@ -117,6 +120,9 @@ func ParseDevFlags(args []string, stderr io.Writer) (*DevOptions, error) {
 		}
 	}
 	if err := checkListen(o); err != nil {
+		return nil, err
+	}
+	if err := checkOAuthFlags(o); err != nil {
 		return nil, err
 	}
 	if o.NodeName == "" {
@@ -221,12 +227,16 @@ func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoi
 	audit := NewAuditWriter(st, log, 0)
 	defer startAuditWriter(ctx, audit)() // stops after the MCP server, before the store closes
 	auth := NewAuth(st, token, audit)
+	authn, oauth, err := withOAuth(ctx, o, auth, log)
+	if err != nil {
+		return err
+	}
 	pol, err := o.Policy.compile()
 	if err != nil {
 		return err
 	}
 	srv, err := mcp.NewServer(mcp.Config{Services: be, Images: be, Plans: be, History: be, Ops: be, Token: token, Logger: log, Version: Version,
-		Auth: auth, Audit: audit, Access: auth, Resources: be, Policy: pol, Oversight: be, ConfirmDestructive: o.Policy.ConfirmDestructive})
+		Auth: authn, Audit: audit, Access: auth, Resources: be, Policy: pol, Oversight: be, ConfirmDestructive: o.Policy.ConfirmDestructive})
 	if err != nil {
 		return err
 	}
@@ -242,6 +252,7 @@ func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoi
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", srv.Handler())
 	mux.Handle("/mcp/", srv.Handler())
+	mountOAuth(mux, oauth)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -54,7 +54,8 @@ type overseer struct {
 // must be called before registerAuthTools: middleware added later wraps
 // earlier middleware, and the policy must run after the scope check.
 func registerPolicy(s *Server, cfg Config) {
-	o := &overseer{policy: cfg.Policy, backend: cfg.Oversight, ttl: cfg.ApprovalTTL, confirm: cfg.ConfirmDestructive}
+	o := s.overseer()
+	o.policy, o.backend, o.ttl, o.confirm = cfg.Policy, cfg.Oversight, cfg.ApprovalTTL, cfg.ConfirmDestructive
 	if o.ttl <= 0 {
 		o.ttl = DefaultApprovalTTL
 	}
@@ -64,7 +65,6 @@ func registerPolicy(s *Server, cfg Config) {
 		}
 		return s.plan.store
 	}
-	s.over = o
 	s.srv.AddReceivingMiddleware(s.policyCalls)
 	if o.backend == nil {
 		return
@@ -88,11 +88,18 @@ func registerPolicy(s *Server, cfg Config) {
 	}), s.reject)
 }
 
+// overseer returns s.over, made on first use: tools registered before
+// registerPolicy runs are noted too. NewServer runs single-threaded.
+func (s *Server) overseer() *overseer {
+	if s.over == nil {
+		s.over = &overseer{}
+	}
+	return s.over
+}
+
 // noteTool remembers a tool's annotations for the policy.
 func (s *Server) noteTool(t *sdk.Tool) {
-	if s.over != nil {
-		s.over.hints.Store(t.Name, t.Annotations)
-	}
+	s.overseer().hints.Store(t.Name, t.Annotations)
 }
 
 func (o *overseer) hint(tool string) (ann *sdk.ToolAnnotations, known bool) {
@@ -276,6 +283,12 @@ func (s *Server) policyCalls(next sdk.MethodHandler) sdk.MethodHandler {
 		case policy.Deny:
 			return s.refusePolicy(ctx, g, d.Rule, d.Reason, o.denyMessage(tool, d), errdefs.ErrPermission)
 		case policy.NeedsApproval:
+			if dry, _ := args["dry_run"].(bool); dry && approvalID == "" {
+				// A dry run changes nothing: applying its plan is what
+				// needs the approval (apply_plan is judged as the change).
+				g.reason = "dry run: approval is asked when the plan is applied"
+				break
+			}
 			if approvalID == "" {
 				return s.hold(ctx, g, p, tool, args, d)
 			}

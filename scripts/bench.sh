@@ -17,6 +17,9 @@ trap 'rm -rf "$tmp"' EXIT
 go build -o "$tmp/bench" ./hack/bench
 # The bench bounds its own run (4 min) and cleanup (2 min); this is a backstop.
 timeout --foreground --signal=INT --kill-after=60 420 "$tmp/bench" -gantry bin/gantry "$@" | tee "$tmp/figures.md"
+# MCP tool-call latency (a read, a dry-run plan) on a store of 1,000
+# services, over HTTP with auth and audit on; no containers (hack/bench/mcp.go).
+{ echo; timeout --foreground --signal=INT 300 "$tmp/bench" -mcp; } | tee -a "$tmp/figures.md"
 
 if [ ! -s "$DOC" ]; then
   cat > "$DOC" <<'EOF'

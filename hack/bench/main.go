@@ -61,6 +61,8 @@ type options struct {
 	subnet   string
 	ports    string
 	keepLog  string
+	mcp      bool
+	mcpOpts  mcpOptions
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
@@ -76,8 +78,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	fs.StringVar(&o.subnet, "subnet", "10.92.0.0/24", "container subnet of the bench's gantry dev")
 	fs.StringVar(&o.ports, "port-range", "43000-44999", "dynamic host ports of the bench's gantry dev")
 	fs.StringVar(&o.keepLog, "gantry-log", "", "copy gantry dev's debug log to this file at the end")
+	fs.BoolVar(&o.mcp, "mcp", false, "measure MCP tool-call latency (a read and a dry-run plan) on a store of -services services instead; needs no root")
+	fs.IntVar(&o.mcpOpts.services, "services", 1000, "services in the store of the -mcp measurement")
+	fs.IntVar(&o.mcpOpts.calls, "calls", 2000, "timed calls of each tool in the -mcp measurement (list_services gets a tenth)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if o.mcp {
+		return runMCP(ctx, o.mcpOpts, stdout, stderr)
 	}
 	if o.runs < 10 {
 		return fmt.Errorf("-runs %d: at least 10 runs are needed for a p90: %w", o.runs, flag.ErrHelp)

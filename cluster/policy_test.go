@@ -112,6 +112,12 @@ func TestPolicyApprovalFlow(t *testing.T) {
 		t.Fatalf("web has %d replicas after refused calls", n)
 	}
 	decodeResult[api.ScaleResult](t, callTool(t, ops, api.ToolScaleService, map[string]any{"name": "web", "replicas": 2}))
+	// Go decodes JSON keys case-insensitively: a differently spelled key
+	// must not carry a value past a rule that reads the lower-case one.
+	bypass := callTool(t, ops, api.ToolScaleService, map[string]any{"name": "web", "replicas": 2, "Replicas": 50})
+	if n := e.replicas(t, "web"); n != 2 || !bypass.IsError {
+		t.Fatalf("Replicas=50 alongside replicas=2: %d replicas, %s", n, resultText(bypass))
+	}
 
 	// A change to a prod service is held.
 	call := map[string]any{"name": "shop", "replicas": 3}

@@ -68,7 +68,7 @@ const (
 var (
 	ruleName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 	toolPat  = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}\*?$|^\*$`)
-	whoName  = regexp.MustCompile(`^(\*|[A-Za-z0-9][A-Za-z0-9._/-]{0,127})$`)
+	whoName  = regexp.MustCompile(`^(\*|[A-Za-z0-9][A-Za-z0-9._/:@-]{0,255})$`)
 )
 
 // Parse decodes and checks a policy file; unknown fields are errors. The

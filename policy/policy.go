@@ -168,10 +168,14 @@ func (p *Policy) Evaluate(in Input) Decision {
 }
 
 // principalMatches reports whether the policy's principal name covers the
-// caller: an exact match, "*", or a token name matching "name/id".
+// caller: an exact match, "*", or a token name matching "name/id" (not
+// for OAuth principals, "oauth:sub@issuer", whose issuer holds slashes).
 func principalMatches(rule, who string) bool {
 	if rule == "*" || rule == who {
 		return true
+	}
+	if strings.HasPrefix(who, "oauth:") {
+		return false
 	}
 	name, _, ok := strings.Cut(who, "/")
 	return ok && name == rule

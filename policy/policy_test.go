@@ -11,6 +11,8 @@ principals:
     allow: [list_*, get_service, deploy, scale_service]
   - name: intern
     deny: [remove_service]
+  - name: "oauth:bob@https://idp.example/x"
+    deny: [deploy]
 rules:
   - name: no-huge-scale
     when: tool == "scale_service" && args.replicas > 10
@@ -60,6 +62,7 @@ func TestEvaluateOutcomes(t *testing.T) {
 		{"cel labels read-only ok", p, Input{Principal: "intern/x1", Tool: "get_service", ReadOnly: true, Labels: map[string]string{"tier": "prod"}}, Allow, ""},
 		{"cel allow", p, Input{Principal: "admin", Tool: "deploy"}, Allow, "admin-ok"},
 		{"nil policy", nil, deploy, Allow, ""},
+		{"oauth principal", p, Input{Principal: "oauth:bob@https://idp.example/x", Tool: "deploy"}, Deny, "principal/oauth:bob@https://idp.example/x/deny"},
 	}
 	for _, c := range cases {
 		d := c.p.Evaluate(c.in)

@@ -2,149 +2,37 @@ package mcp_test
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
-	"github.com/zitadel/oidc/v3/example/server/storage"
-	"github.com/zitadel/oidc/v3/pkg/oidc"
-	"github.com/zitadel/oidc/v3/pkg/op"
 
 	"github.com/gantry-dev/gantry/api"
 	"github.com/gantry-dev/gantry/mcp"
 	"github.com/gantry-dev/gantry/mcp/mcptest"
+	"github.com/gantry-dev/gantry/mcp/oidctest"
 )
-
-// The identity provider in these tests is zitadel/oidc's OpenID provider
-// (package op) running in-process, with the library's own in-memory example
-// storage. testOPStorage changes only what a resource-server test needs:
-// its service user gets JWT access tokens (the example issues opaque ones)
-// for a chosen audience with its requested scopes in the scope claim, and
-// its signing key can be rotated.
-type testOPStorage struct {
-	*storage.Storage
-
-	mu       sync.Mutex
-	audience string
-	key      *opKey
-}
-
-type opKey struct {
-	id   string
-	alg  jose.SignatureAlgorithm
-	priv crypto.Signer
-}
-
-func (k *opKey) SignatureAlgorithm() jose.SignatureAlgorithm { return k.alg }
-func (k *opKey) Algorithm() jose.SignatureAlgorithm          { return k.alg }
-func (k *opKey) Key() any                                    { return k.priv }
-func (k *opKey) ID() string                                  { return k.id }
-func (k *opKey) Use() string                                 { return "sig" }
-
-// publicOPKey is opKey as the JWKS publishes it.
-type publicOPKey struct{ *opKey }
-
-func (k publicOPKey) Key() any { return k.priv.Public() }
-
-func (s *testOPStorage) current() *opKey {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.key
-}
-
-func (s *testOPStorage) SigningKey(context.Context) (op.SigningKey, error) { return s.current(), nil }
-func (s *testOPStorage) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorithm, error) {
-	return []jose.SignatureAlgorithm{s.current().alg}, nil
-}
-func (s *testOPStorage) KeySet(context.Context) ([]op.Key, error) {
-	return []op.Key{publicOPKey{s.current()}}, nil
-}
-
-type jwtClient struct{ op.Client }
-
-func (jwtClient) AccessTokenType() op.AccessTokenType { return op.AccessTokenTypeJWT }
-
-func (s *testOPStorage) ClientCredentials(ctx context.Context, id, secret string) (op.Client, error) {
-	c, err := s.Storage.ClientCredentials(ctx, id, secret)
-	if err != nil {
-		return nil, err
-	}
-	return jwtClient{c}, nil
-}
-
-func (s *testOPStorage) ClientCredentialsTokenRequest(_ context.Context, clientID string, scopes []string) (op.TokenRequest, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return &oidc.JWTTokenRequest{Subject: clientID, Audience: []string{s.audience}, Scopes: scopes}, nil
-}
-
-func (s *testOPStorage) GetPrivateClaimsFromScopes(_ context.Context, _, _ string, scopes []string) (map[string]any, error) {
-	return map[string]any{"scope": strings.Join(scopes, " ")}, nil
-}
 
 const gantryAudience = "https://gantry.test/mcp"
 
-// oauthEnv is the real OP on one httptest server and the real gantry MCP
-// server, in OAuth resource-server mode next to its static token, on
-// another.
+// oauthEnv is a real OpenID provider (oidctest: zitadel/oidc's op package)
+// on one httptest server and the real gantry MCP server, in OAuth
+// resource-server mode next to its static token, on another.
 type oauthEnv struct {
-	op        *httptest.Server
-	st        *testOPStorage
-	gantry    *httptest.Server
-	keyFetchs atomic.Int32
-}
-
-func newTestKey(t *testing.T, alg jose.SignatureAlgorithm, id string) *opKey {
-	t.Helper()
-	var priv crypto.Signer
-	var err error
-	switch alg {
-	case jose.RS256:
-		priv, err = rsa.GenerateKey(rand.Reader, 2048)
-	default:
-		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &opKey{id: id, alg: alg, priv: priv}
+	op     *oidctest.Provider
+	gantry *httptest.Server
 }
 
 func newOAuthEnv(t *testing.T, refresh time.Duration) *oauthEnv {
 	t.Helper()
-	e := &oauthEnv{}
-	var provider http.Handler
-	e.op = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/keys" {
-			e.keyFetchs.Add(1)
-		}
-		provider.ServeHTTP(w, r)
-	}))
-	t.Cleanup(e.op.Close)
-	e.st = &testOPStorage{Storage: storage.NewStorage(storage.NewUserStore(e.op.URL)), audience: gantryAudience,
-		key: newTestKey(t, jose.RS256, "rsa-1")}
-	var cryptoKey [32]byte
-	_, _ = rand.Read(cryptoKey[:])
-	p, err := op.NewProvider(&op.Config{CryptoKey: cryptoKey}, e.st, op.StaticIssuer(e.op.URL), op.WithAllowInsecure())
-	if err != nil {
-		t.Fatal(err)
-	}
-	provider = p
-
+	e := &oauthEnv{op: oidctest.Start(t)}
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
 	oa, err := mcp.NewOAuth(mcp.OAuthConfig{Issuer: e.op.URL, Audience: gantryAudience, HTTPClient: &http.Client{Transport: tr},
@@ -178,63 +66,17 @@ func (s staticToken) Authenticate(_ context.Context, tok string) (mcp.Principal,
 	return mcp.Principal{Name: "admin", Scopes: []mcp.Scope{mcp.ScopeAdmin}}, nil
 }
 
-var errBad = &json.UnsupportedValueError{Str: "not the admin token"}
+var errBad = errors.New("not the admin token")
 
-// token gets an access token from the OP's token endpoint with the
-// client_credentials grant, as a real client would.
 func (e *oauthEnv) token(t *testing.T, audience, scope string) string {
-	t.Helper()
-	e.st.mu.Lock()
-	e.st.audience = audience
-	e.st.mu.Unlock()
-	form := url.Values{"grant_type": {"client_credentials"}, "scope": {scope}}
-	req, _ := http.NewRequest(http.MethodPost, e.op.URL+"/oauth/token", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth("sid1", "verysecret")
-	resp, err := e.op.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out struct {
-		AccessToken string `json:"access_token"`
-		Error       string `json:"error_description"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.AccessToken == "" {
-		t.Fatalf("token endpoint: %s %v %s", resp.Status, err, out.Error)
-	}
-	if strings.Count(out.AccessToken, ".") != 2 {
-		t.Fatalf("the OP issued a non-JWT access token: %q", out.AccessToken)
-	}
-	return out.AccessToken
+	return e.op.Token(t, audience, scope)
 }
 
-// sign makes a token with claims signed by key, for the cases a well-behaved
-// provider never issues.
-func sign(t *testing.T, key *opKey, claims map[string]any) string {
-	t.Helper()
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: key.alg, Key: key.priv},
-		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", key.id))
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, _ := json.Marshal(claims)
-	jws, err := s.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := jws.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+func sign(t *testing.T, key *oidctest.Key, claims map[string]any) string {
+	return oidctest.Sign(t, key, claims)
 }
 
-func (e *oauthEnv) claims(scope string) map[string]any {
-	now := time.Now()
-	return map[string]any{"iss": e.op.URL, "sub": "robot", "aud": []string{gantryAudience}, "scope": scope,
-		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix()}
-}
+func (e *oauthEnv) claims(scope string) map[string]any { return e.op.Claims(gantryAudience, scope) }
 
 // post sends an MCP initialize with token and returns the response.
 func (e *oauthEnv) post(t *testing.T, token string) *http.Response {
@@ -304,7 +146,7 @@ func TestOAuthTokensFromRealProvider(t *testing.T) {
 	}
 	spec := map[string]any{"spec": map[string]any{"name": "web", "image": "127.0.0.1:5000/web:1"}}
 	if res, text := callText(t, reader, api.ToolDeploy, spec); !res.IsError || !strings.Contains(text, "needs the operate scope") ||
-		!strings.Contains(text, "oauth:sid1@"+e.op.URL) {
+		!strings.Contains(text, "oauth:"+oidctest.ClientID+"@"+e.op.URL) {
 		t.Errorf("gantry:read token, deploy: error=%v %s", res.IsError, text)
 	}
 	operator := e.session(t, e.token(t, gantryAudience, "gantry:operate"))
@@ -315,7 +157,7 @@ func TestOAuthTokensFromRealProvider(t *testing.T) {
 	if res, text := callText(t, admin, api.ToolListServices, struct{}{}); res.IsError {
 		t.Errorf("static admin token: %s", text)
 	}
-	if n := e.keyFetchs.Load(); n != 1 {
+	if n := e.op.KeyFetches(); n != 1 {
 		t.Errorf("the JWKS was fetched %d times, want once (cached)", n)
 	}
 }
@@ -326,8 +168,8 @@ func TestOAuthTokensFromRealProvider(t *testing.T) {
 func TestOAuthRefusesBadTokens(t *testing.T) {
 	e := newOAuthEnv(t, time.Hour)
 	good := e.token(t, gantryAudience, "gantry:admin")
-	key := e.st.current()
-	stranger := newTestKey(t, jose.ES256, "unknown-kid")
+	key := e.op.SigningKey()
+	stranger := oidctest.NewKey(t, jose.ES256, "unknown-kid")
 	parts := strings.Split(good, ".")
 	tamperedClaims, _ := json.Marshal(map[string]any{"iss": e.op.URL, "sub": "mallory", "aud": gantryAudience, "scope": "gantry:admin",
 		"exp": time.Now().Add(time.Hour).Unix()})
@@ -376,7 +218,7 @@ func TestOAuthRefusesBadTokens(t *testing.T) {
 	}
 	// The unknown kid did not make gantry fetch the keys again within the
 	// refresh interval.
-	if n := e.keyFetchs.Load(); n != 1 {
+	if n := e.op.KeyFetches(); n != 1 {
 		t.Errorf("JWKS fetched %d times, want 1", n)
 	}
 }
@@ -394,15 +236,13 @@ func TestOAuthKeyRotation(t *testing.T) {
 	if resp := e.post(t, e.token(t, gantryAudience, "gantry:read")); resp.StatusCode != http.StatusOK {
 		t.Fatalf("before rotation: %d", resp.StatusCode)
 	}
-	e.st.mu.Lock()
-	e.st.key = newTestKey(t, jose.ES256, "ec-2")
-	e.st.mu.Unlock()
+	e.op.Rotate(oidctest.NewKey(t, jose.ES256, "ec-2"))
 	time.Sleep(5 * time.Millisecond)
 	tok := e.token(t, gantryAudience, "gantry:read")
 	if resp := e.post(t, tok); resp.StatusCode != http.StatusOK {
 		t.Errorf("after rotation to ES256: %d %s", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
-	if n := e.keyFetchs.Load(); n != 2 {
+	if n := e.op.KeyFetches(); n != 2 {
 		t.Errorf("JWKS fetched %d times, want 2", n)
 	}
 }

@@ -18,7 +18,8 @@ var mcpHelp = cmdHelp{
 	summary: `Bridge an MCP client that speaks stdio (Claude Desktop, editors) to the gantry
 server's HTTP endpoint, adding the bearer token. Configure the client to run:
   {"command": "gantry", "args": ["mcp"]}
-with GANTRY_TOKEN (or a readable --token-file) and, for a remote server, GANTRY_ADDR.`,
+with GANTRY_TOKEN (or a readable --token-file) and, for a remote server, GANTRY_ADDR
+(and GANTRY_CA_FILE when a private CA signed its certificate).`,
 }
 
 func newMCPCmd(a *app) *mcpCmd {
@@ -44,5 +45,9 @@ func (c *mcpCmd) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return gmcp.Bridge(ctx, addr, token, c.app.stdin, c.app.stdout)
+	tlsConf, err := c.app.tlsConfig()
+	if err != nil {
+		return err
+	}
+	return gmcp.BridgeTLS(ctx, addr, token, tlsConf, c.app.stdin, c.app.stdout)
 }

@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,10 +23,21 @@ import (
 // gets a JSON-RPC error reply naming the endpoint, so the client never
 // waits forever. If in is an io.Closer, Bridge closes it when it returns.
 func Bridge(parent context.Context, endpoint, token string, in io.Reader, out io.Writer) error {
+	return BridgeTLS(parent, endpoint, token, nil, in, out)
+}
+
+// BridgeTLS is Bridge with the TLS configuration used for an https
+// endpoint, e.g. one trusting the private CA that signed gantry's
+// certificate (gantry mcp --ca-file). Nil means the system's defaults.
+func BridgeTLS(parent context.Context, endpoint, token string, tlsConf *tls.Config, in io.Reader, out io.Writer) error {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 
-	rt := &bearerTransport{token: token, base: http.DefaultTransport.(*http.Transport).Clone()}
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	if tlsConf != nil {
+		base.TLSClientConfig = tlsConf.Clone()
+	}
+	rt := &bearerTransport{token: token, base: base}
 	defer rt.base.CloseIdleConnections()
 	remote, err := (&sdk.StreamableClientTransport{
 		Endpoint:   endpoint,

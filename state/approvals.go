@@ -2,6 +2,7 @@ package state
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -32,16 +33,16 @@ const approvalKeep = 24 * time.Hour
 // arguments of the same hash. Arguments are the redacted arguments, shown
 // to the approver; the hash covers the real ones.
 type Approval struct {
-	ID        string    `json:"id"`
-	Principal string    `json:"principal"`
-	Tool      string    `json:"tool"`
-	ArgsHash  string    `json:"args_hash"`
-	Arguments []byte    `json:"arguments,omitempty"`
-	Rule      string    `json:"rule,omitempty"`
-	Reason    string    `json:"reason,omitempty"`
-	State     string    `json:"state"`
-	CreatedAt time.Time `json:"created_at"`
-	ExpiresAt time.Time `json:"expires_at"`
+	ID        string          `json:"id"`
+	Principal string          `json:"principal"`
+	Tool      string          `json:"tool"`
+	ArgsHash  string          `json:"args_hash"`
+	Arguments json.RawMessage `json:"arguments,omitempty"`
+	Rule      string          `json:"rule,omitempty"`
+	Reason    string          `json:"reason,omitempty"`
+	State     string          `json:"state"`
+	CreatedAt time.Time       `json:"created_at"`
+	ExpiresAt time.Time       `json:"expires_at"`
 
 	DecidedBy      string    `json:"decided_by,omitempty"`
 	DecidedAt      time.Time `json:"decided_at,omitzero"`
@@ -100,6 +101,8 @@ func (o PutApproval) validate() error {
 		return invalid("put approval: id, principal, tool and args hash are required")
 	case o.TTL <= 0:
 		return invalid("put approval %q: ttl must be positive", a.ID)
+	case len(a.Arguments) > 0 && !json.Valid(a.Arguments):
+		return invalid("put approval %q: arguments are not valid JSON", a.ID)
 	}
 	return nil
 }

@@ -32,6 +32,9 @@ func allOps() []Op {
 		PutToken{Token: Token{ID: "t1", Name: "ci", Scope: ScopeRead, Hash: strings.Repeat("ab", 32), CreatedAt: at}},
 		RevokeToken{ID: "t1", By: "admin"},
 		AppendAudit{Entries: []AuditEntry{{Time: at, Principal: "admin", Tool: "deploy", Arguments: []byte(`{"name":"web"}`), Decision: AuditAllowed, Result: "ok", LatencyUS: 5}}, Keep: 10},
+		PutApproval{Approval: Approval{ID: "apr-1", Principal: "ci/t1", Tool: "scale_service", ArgsHash: "h", Arguments: []byte(`{"replicas":3}`), Rule: "prod", CreatedAt: at}, TTL: time.Hour},
+		DecideApproval{ID: "apr-1", Approve: true, By: "admin", Reason: "ok"},
+		UseApproval{ID: "apr-1", Principal: "ci/t1", Tool: "scale_service", ArgsHash: "h"},
 	}
 }
 

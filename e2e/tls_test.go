@@ -83,49 +83,16 @@ func TestTLSEndpoint(t *testing.T) {
 	if skipAll != "" {
 		t.Skip(skipAll)
 	}
-	n := devSeq.Add(1)
-	d := &dev{t: t, dataDir: t.TempDir(), addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), bridge: fmt.Sprintf("gte2e%d", n),
-		subnet: fmt.Sprintf("10.91.%d.0/24", n), runDir: fmt.Sprintf("/run/gantry-e2e-%d-%d", os.Getpid(), n)}
 	pki := newTestPKI(t, t.TempDir())
-	logf, err := os.OpenFile(filepath.Join(d.dataDir, "gantry.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.cmd = exec.Command(gantryBin, "dev", "--data-dir", d.dataDir, "--listen", d.addr, "--bridge", d.bridge, "--subnet", d.subnet,
-		"--run-dir", d.runDir, "--port-range", "41000-42999", "--tls-cert", pki.certFile, "--tls-key", pki.keyFile)
-	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	logf.Close()
-	t.Cleanup(d.shutdown)
-
 	trusting := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.pool}}
 	t.Cleanup(trusting.CloseIdleConnections)
-	hc := &http.Client{Transport: trusting, Timeout: 5 * time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := hc.Get("https://" + d.addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gantry dev did not start over TLS (%v):\n%s", err, d.log())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	tok, err := os.ReadFile(filepath.Join(d.dataDir, "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.token = strings.TrimSpace(string(tok))
+	d := startDevFlags(t, "https", &http.Client{Transport: trusting, Timeout: 5 * time.Second}, "--tls-cert", pki.certFile, "--tls-key", pki.keyFile)
 
 	// The Go SDK client, trusting the CA: a real MCP session over HTTPS.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cl := mcp.NewClient(&mcp.Implementation{Name: "gantry-e2e-tls", Version: "1"}, nil)
+	var err error
 	d.session, err = cl.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: "https://" + d.addr + "/mcp",
 		HTTPClient: &http.Client{Transport: bearer{d.token, trusting}}}, nil)
 	if err != nil {
@@ -160,4 +127,48 @@ func TestTLSEndpoint(t *testing.T) {
 			t.Errorf("plain http to the TLS port: status %d, want 400", resp.StatusCode)
 		}
 	}
+}
+
+// startDevFlags starts gantry dev with extra flags, waits until
+// scheme://addr/healthz answers through hc, and reads the admin token. The
+// caller connects d.session.
+func startDevFlags(t *testing.T, scheme string, hc *http.Client, extra ...string) *dev {
+	t.Helper()
+	if skipAll != "" {
+		t.Skip(skipAll)
+	}
+	n := devSeq.Add(1)
+	d := &dev{t: t, dataDir: t.TempDir(), addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), bridge: fmt.Sprintf("gte2e%d", n),
+		subnet: fmt.Sprintf("10.91.%d.0/24", n), runDir: fmt.Sprintf("/run/gantry-e2e-%d-%d", os.Getpid(), n)}
+	logf, err := os.OpenFile(filepath.Join(d.dataDir, "gantry.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.cmd = exec.Command(gantryBin, append([]string{"dev", "--data-dir", d.dataDir, "--listen", d.addr, "--bridge", d.bridge,
+		"--subnet", d.subnet, "--run-dir", d.runDir, "--port-range", "41000-42999"}, extra...)...)
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logf.Close()
+	t.Cleanup(d.shutdown)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := hc.Get(scheme + "://" + d.addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gantry dev did not start (%v):\n%s", err, d.log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	tok, err := os.ReadFile(filepath.Join(d.dataDir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.token = strings.TrimSpace(string(tok))
+	return d
 }

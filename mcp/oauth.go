@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	jose "github.com/go-jose/go-jose/v4"
@@ -177,6 +178,11 @@ func (o *OAuth) Authenticate(ctx context.Context, token string) (Principal, erro
 	}
 	if t.Subject == "" {
 		return Principal{}, fmt.Errorf("the access token has no sub claim: %s", errOAuthHelp)
+	}
+	// The subject names the principal in the audit log and in policy: keep
+	// it printable and short.
+	if len(t.Subject) > 255 || strings.IndexFunc(t.Subject, func(r rune) bool { return !unicode.IsPrint(r) || unicode.IsSpace(r) }) >= 0 {
+		return Principal{}, fmt.Errorf("the access token's sub claim is longer than 255 bytes or holds spaces or control characters: %s", errOAuthHelp)
 	}
 	var claims map[string]json.RawMessage
 	if err := t.Claims(&claims); err != nil {

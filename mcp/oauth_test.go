@@ -195,6 +195,7 @@ func TestOAuthRefusesBadTokens(t *testing.T) {
 		{"tampered signature", parts[0] + "." + parts[1] + "." + flip(parts[2]), "does not verify"},
 		{"no gantry scope", sign(t, key, e.claims("openid profile")), "none of the scopes"},
 		{"no sub", func() string { c := e.claims("gantry:read"); delete(c, "sub"); return sign(t, key, c) }(), "no sub"},
+		{"control characters in sub", func() string { c := e.claims("gantry:read"); c["sub"] = "bob\nadmin"; return sign(t, key, c) }(), "control characters"},
 	}
 	if k, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: []byte("public-key-used-as-secret-000000")}, nil); err == nil {
 		claims, _ := json.Marshal(e.claims("gantry:admin"))

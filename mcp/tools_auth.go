@@ -31,7 +31,8 @@ var (
 	tokenName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 	tokenID   = regexp.MustCompile(`^[a-z0-9]{1,32}$`)
 	toolName  = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
-	principal = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$`)
+	// OAuth principals are "oauth:<sub>@<issuer URL>" (oauth.go).
+	principal = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/:@+|-]{0,511}$`)
 )
 
 // registerAuthTools installs the middleware that authorizes and audits
@@ -135,7 +136,7 @@ func (s *Server) auditLog(ctx context.Context, _ *sdk.CallToolRequest, in api.Au
 		return api.AuditLog{}, "", invalidf("invalid tool %s: pass a tool name such as \"deploy\"", quote(in.Tool))
 	}
 	if in.Principal != "" && !principal.MatchString(in.Principal) {
-		return api.AuditLog{}, "", invalidf("invalid principal %s: pass \"admin\", a token name or name/id as shown in the log", quote(in.Principal))
+		return api.AuditLog{}, "", invalidf("invalid principal %s: pass \"admin\", a token name, name/id or oauth:sub@issuer as shown in the log", quote(in.Principal))
 	}
 	entries, err := s.access.AuditLog(ctx, in)
 	if err != nil {

@@ -38,10 +38,12 @@ type globals struct {
 	tokenFile    string
 	tokenFileSet bool
 	caFile       string // --ca-file (tls.go)
+	approval     string // --approval (approvals.go)
 }
 
 func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.addr, "addr", g.addr, "the server's MCP endpoint URL (env GANTRY_ADDR)")
+	registerApprovalFlag(fs, g)
 	fs.StringVar(&g.caFile, "ca-file", "", "PEM file of the CA that signed an https server's certificate, trusted besides the system's (env GANTRY_CA_FILE)")
 	fs.Func("token-file", "file holding the bearer token (default "+defaultTokenFile+"; GANTRY_TOKEN is used instead when set)", func(v string) error {
 		if v == "" {

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
+	"flag"
 	"fmt"
 	"slices"
 	"strings"
@@ -120,10 +122,32 @@ token other than the one that made the call.`}, args)
 		return printJSON(c.app.stdout, a)
 	}
 	if c.approve {
-		fmt.Fprintf(c.app.stdout, "approved %s: %s may now repeat the same %s call once, with approval_id %s, until %s\n",
-			a.ID, a.Principal, a.Tool, a.ID, a.ExpiresAt.Local().Format(time.RFC3339))
+		fmt.Fprintf(c.app.stdout, "approved %s: %s may now repeat the same %s call once, with approval_id %s (from the CLI: the same command with --approval %s), until %s\n",
+			a.ID, a.Principal, a.Tool, a.ID, a.ID, a.ExpiresAt.Local().Format(time.RFC3339))
 		return nil
 	}
 	fmt.Fprintf(c.app.stdout, "rejected %s: the %s call by %s will not run\n", a.ID, a.Tool, a.Principal)
 	return nil
+}
+
+func registerApprovalFlag(fs *flag.FlagSet, g *globals) {
+	fs.StringVar(&g.approval, "approval", g.approval, "run a call that policy held, once a human approved it: repeat the same command with the approval ID (see gantry approvals)")
+}
+
+// withApproval adds approval_id to a call's arguments. The server uses it
+// only for a call that policy holds, and ignores it otherwise, so it can go
+// with every call a command makes.
+func withApproval(args any, id string) any {
+	if id == "" {
+		return args
+	}
+	m := map[string]any{}
+	if args != nil {
+		b, err := json.Marshal(args)
+		if err != nil || json.Unmarshal(b, &m) != nil {
+			return args // not an object: the server says what is wrong
+		}
+	}
+	m[api.ApprovalIDArg] = id
+	return m
 }

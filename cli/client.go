@@ -79,6 +79,8 @@ type client struct {
 	addr    string
 	session *sdk.ClientSession
 	rt      *authTransport
+	// approval is --approval: sent as approval_id with every call.
+	approval string
 
 	progressSeq atomic.Int64
 	progress    sync.Map // progress token (string) -> func(*sdk.ProgressNotificationParams)
@@ -104,6 +106,7 @@ func (a *app) connect(ctx context.Context) (*client, error) {
 		TLSHandshakeTimeout: 5 * time.Second,
 		TLSClientConfig:     tlsConf,
 	}}}
+	c.approval = a.g.approval
 	mc := sdk.NewClient(&sdk.Implementation{Name: "gantry-cli", Version: buildVersion()}, &sdk.ClientOptions{
 		Capabilities:                &sdk.ClientCapabilities{},
 		ProgressNotificationHandler: c.onProgress,
@@ -144,7 +147,7 @@ func (c *client) call(ctx context.Context, tool string, args, out any) error {
 // callWithProgress is call with a progress token whose notifications go to
 // onProgress.
 func (c *client) callWithProgress(ctx context.Context, tool string, args, out any, onProgress func(*sdk.ProgressNotificationParams)) error {
-	params := &sdk.CallToolParams{Name: tool, Arguments: args}
+	params := &sdk.CallToolParams{Name: tool, Arguments: withApproval(args, c.approval)}
 	if onProgress != nil {
 		token := fmt.Sprintf("gantry-cli-%d", c.progressSeq.Add(1))
 		c.progress.Store(token, onProgress)

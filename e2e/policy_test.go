@@ -155,6 +155,27 @@ resources: {cpu: 50m, memory: 16Mi, pids: 32}
 	if s := d.service("shop"); s.Desired != 1 {
 		t.Fatalf("approved call: desired %d, want 1", s.Desired)
 	}
+	// The same from the CLI, with the ops token: held, approved, run with --approval.
+	opsCLI := func(args ...string) (string, error) {
+		cmd := exec.Command(gantryBin, args...)
+		cmd.Env = append(os.Environ(), "GANTRY_ADDR=http://"+d.addr+"/mcp", "GANTRY_TOKEN="+opsToken)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	heldOut, err := opsCLI("scale", "shop", "2")
+	id2 := regexp.MustCompile(`apr-[0-9a-f]+`).FindString(heldOut)
+	if err == nil || id2 == "" || !strings.Contains(heldOut, "--approval "+id2) {
+		t.Fatalf("held CLI scale: %v\n%s", err, heldOut)
+	}
+	if out, err := d.cli("approve", id2); err != nil {
+		t.Fatalf("gantry approve: %v\n%s", err, out)
+	}
+	if out, err := opsCLI("scale", "shop", "2", "--approval", id2); err != nil {
+		t.Fatalf("approved CLI scale: %v\n%s", err, out)
+	}
+	if s := d.service("shop"); s.Desired != 2 {
+		t.Fatalf("approved CLI call: desired %d, want 2", s.Desired)
+	}
 	audit, err := d.cli("audit", "--tool", "scale_service", "-o", "json")
 	if err != nil || !strings.Contains(audit, `"rule": "huge-scale"`) || !strings.Contains(audit, `"decision": "pending-approval"`) {
 		t.Fatalf("gantry audit: %v\n%s", err, audit)

@@ -238,8 +238,13 @@ func TestConfirmDestructiveByElicitation(t *testing.T) {
 	admin := e.mustConnect(t, bootstrapToken)
 	e.deploy(t, admin, "web", "")
 	e.deploy(t, admin, "api", "")
+	pol, err := policy.Load([]byte("rules:\n  - {name: db-approval, when: 'service == \"db\"', effect: needs-approval}\n"), "", "p.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.deploy(t, admin, "db", "")
 	srv, err := mcp.NewServer(mcp.Config{Services: e.be, Images: e.be, Token: bootstrapToken, Logger: e.log,
-		Oversight: e.be, ConfirmDestructive: true})
+		Policy: pol, Oversight: e.be, ConfirmDestructive: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,5 +286,13 @@ func TestConfirmDestructiveByElicitation(t *testing.T) {
 	decodeResult[api.ScaleResult](t, callTool(t, admin, api.ToolScaleService, map[string]any{"name": "api", "replicas": 1}))
 	if len(asked) != 3 {
 		t.Fatalf("asked %d times, want 3", len(asked))
+	}
+	// A call a human approved through policy is not asked about again.
+	answer = "decline"
+	pend := decodeStructured[api.PendingApproval](t, callTool(t, cs, api.ToolRemoveService, map[string]any{"name": "db"}))
+	decodeResult[api.Approval](t, callTool(t, admin, api.ToolApprove, api.DecideApprovalInput{ID: pend.ApprovalID}))
+	decodeResult[api.RemoveResult](t, callTool(t, cs, api.ToolRemoveService, map[string]any{"name": "db", "approval_id": pend.ApprovalID}))
+	if len(asked) != 3 {
+		t.Fatalf("approved call was asked about: %q", asked)
 	}
 }

@@ -206,6 +206,9 @@ func (c *client) explain(ctx context.Context, err error) error {
 	}
 	switch c.rt.status.Load() {
 	case http.StatusUnauthorized:
+		if isJWT(c.rt.token) {
+			return explainOAuthRejection(c.addr, c.rt.reason())
+		}
 		return fmt.Errorf("the gantry server at %s rejected the token (unknown or revoked): use that server's admin token or a token from `gantry token create` (GANTRY_TOKEN, or --token-file; default %s)", c.addr, defaultTokenFile)
 	case http.StatusForbidden:
 		return fmt.Errorf("the gantry server at %s refused the request (403 Forbidden): %v", c.addr, err)
@@ -232,6 +235,15 @@ type authTransport struct {
 	status atomic.Int32
 	mu     sync.Mutex
 	netErr error
+	// lastReason is the error_description of the last 401 (oauth.go).
+	lastReason atomic.Pointer[string]
+}
+
+func (t *authTransport) reason() string {
+	if p := t.lastReason.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 func (t *authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -252,6 +264,10 @@ func (t *authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	t.status.Store(int32(resp.StatusCode))
+	if resp.StatusCode == http.StatusUnauthorized {
+		d := bearerErrorDescription(resp.Header.Get("WWW-Authenticate"))
+		t.lastReason.Store(&d)
+	}
 	return resp, nil
 }
 

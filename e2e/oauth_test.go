@@ -81,6 +81,14 @@ func TestOAuthResourceServer(t *testing.T) {
 		t.Errorf("gantry ps with the provider's token: %v\n%s", err, out)
 	}
 
+	// The CLI passes on the server's reason for refusing a JWT.
+	cmd = exec.Command(gantryBin, "ps")
+	cmd.Env = append(os.Environ(), "GANTRY_ADDR="+base+"/mcp", "GANTRY_TOKEN="+op.Token(t, "some-other-api", "gantry:read"))
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "rejected the OAuth access token") ||
+		!strings.Contains(string(out), "audience") {
+		t.Errorf("gantry ps with a token for another audience: %v\n%s", err, out)
+	}
+
 	// Switch to the admin token to read the audit log.
 	d.session.Close()
 	d.session, err = connect(d.token)

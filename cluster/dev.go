@@ -235,6 +235,9 @@ func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoi
 	if err != nil {
 		return err
 	}
+	if pol != nil {
+		log.Info("policy in force", "file", o.Policy.File, "mode", string(pol.Mode()), "rules", pol.RuleCount(), "confirm_destructive", o.Policy.ConfirmDestructive)
+	}
 	srv, err := mcp.NewServer(mcp.Config{Services: be, Images: be, Plans: be, History: be, Ops: be, Token: token, Logger: log, Version: Version,
 		Auth: authn, Audit: audit, Access: auth, Resources: be, Policy: pol, Oversight: be, ConfirmDestructive: o.Policy.ConfirmDestructive})
 	if err != nil {

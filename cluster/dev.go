@@ -247,7 +247,7 @@ func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoi
 	if err != nil {
 		return errdefs.WithHint(fmt.Errorf("listen on %s: %w", o.Listen, err), "is another gantry dev running? pick another address with --listen")
 	}
-	ln, scheme, err := listenerTLS(o, ln)
+	ln, scheme, err := listenerTLS(o, ln, log)
 	if err != nil {
 		ln.Close()
 		return err

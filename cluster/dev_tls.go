@@ -4,7 +4,12 @@ import (
 	"crypto/tls"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/gantry-dev/gantry/errdefs"
 )
@@ -29,7 +34,7 @@ func checkListen(o *DevOptions) error {
 			"pass both the certificate and its private key")
 	}
 	if o.TLSCert != "" {
-		if _, err := loadServerTLS(o); err != nil {
+		if _, err := loadServerTLS(o, nil); err != nil {
 			return err
 		}
 		return nil
@@ -42,27 +47,88 @@ func checkListen(o *DevOptions) error {
 }
 
 // loadServerTLS returns the server's TLS configuration, or nil without
-// --tls-cert.
-func loadServerTLS(o *DevOptions) (*tls.Config, error) {
+// --tls-cert. The certificate is read again when its files change (checked
+// at most every certCheckInterval, at a handshake), so a renewed
+// certificate is served without a restart; a renewal that does not load
+// keeps the old one and is logged.
+func loadServerTLS(o *DevOptions, log *slog.Logger) (*tls.Config, error) {
 	if o.TLSCert == "" {
 		return nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
-	if err != nil {
+	r := &certReloader{certFile: o.TLSCert, keyFile: o.TLSKey, log: log}
+	if err := r.load(); err != nil {
 		return nil, errdefs.WithHint(fmt.Errorf("--tls-cert %s / --tls-key %s: %w: %w", o.TLSCert, o.TLSKey, err, errdefs.ErrInvalid),
 			"both must be PEM files: the certificate (leaf first, then intermediates) and its unencrypted private key")
 	}
 	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		MinVersion:   tls.VersionTLS12,
-		NextProtos:   []string{"h2", "http/1.1"},
+		GetCertificate: r.get,
+		MinVersion:     tls.VersionTLS12,
+		NextProtos:     []string{"h2", "http/1.1"},
 	}, nil
+}
+
+// certCheckInterval bounds how often the certificate files are looked at.
+const certCheckInterval = 10 * time.Second
+
+// certReloader serves a certificate and reloads it when its files change.
+type certReloader struct {
+	certFile, keyFile string
+	log               *slog.Logger
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	stamp   string // sizes and mtimes of the two files when loaded
+	checked time.Time
+}
+
+func fileStamp(paths ...string) string {
+	var b strings.Builder
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			b.WriteString("missing;")
+			continue
+		}
+		fmt.Fprintf(&b, "%d/%d;", st.Size(), st.ModTime().UnixNano())
+	}
+	return b.String()
+}
+
+// load reads the pair; the caller holds mu or owns r.
+func (r *certReloader) load() error {
+	stamp := fileStamp(r.certFile, r.keyFile)
+	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	if err != nil {
+		return err
+	}
+	r.cert, r.stamp, r.checked = &cert, stamp, time.Now()
+	return nil
+}
+
+func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.checked) >= certCheckInterval {
+		r.checked = time.Now()
+		if stamp := fileStamp(r.certFile, r.keyFile); stamp != r.stamp {
+			if err := r.load(); err != nil {
+				r.stamp = stamp // do not retry the same broken files at every handshake
+				if r.log != nil {
+					r.log.Warn("the TLS certificate files changed but do not load; still serving the previous certificate",
+						"cert", r.certFile, "key", r.keyFile, "err", err)
+				}
+			} else if r.log != nil {
+				r.log.Info("TLS certificate reloaded", "cert", r.certFile)
+			}
+		}
+	}
+	return r.cert, nil
 }
 
 // listenerTLS wraps ln in TLS when configured and returns the endpoint's
 // scheme.
-func listenerTLS(o *DevOptions, ln net.Listener) (net.Listener, string, error) {
-	cfg, err := loadServerTLS(o)
+func listenerTLS(o *DevOptions, ln net.Listener, log *slog.Logger) (net.Listener, string, error) {
+	cfg, err := loadServerTLS(o, log)
 	if err != nil || cfg == nil {
 		return ln, "http", err
 	}

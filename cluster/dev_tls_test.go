@@ -73,10 +73,48 @@ func TestDevListenRequiresTLS(t *testing.T) {
 		case c.want != "" && (err == nil || !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), c.want)):
 			t.Errorf("%v: err = %v, want an invalid-argument error containing %q", c.args, err, c.want)
 		case err == nil:
-			ln, scheme, err := listenerTLS(o, nil)
+			ln, scheme, err := listenerTLS(o, nil, nil)
 			if wantTLS := o.TLSCert != ""; err != nil || (scheme == "https") != wantTLS || (ln != nil) != wantTLS {
 				t.Errorf("%v: listener scheme %q, err %v", c.args, scheme, err)
 			}
 		}
+	}
+}
+
+// A renewed certificate written over the files is served without a
+// restart; files that stop loading keep the previous certificate.
+func TestCertReload(t *testing.T) {
+	certFile, keyFile := selfSigned(t)
+	r := &certReloader{certFile: certFile, keyFile: keyFile}
+	if err := r.load(); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := r.get(nil)
+	replace := func(cert, key []byte) {
+		t.Helper()
+		later := time.Now().Add(time.Minute)
+		for path, data := range map[string][]byte{certFile: cert, keyFile: key} {
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(path, later, later); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r.mu.Lock()
+		r.checked = time.Time{} // as if the check interval had passed
+		r.mu.Unlock()
+	}
+	c2, k2 := selfSigned(t)
+	cert2, _ := os.ReadFile(c2)
+	key2, _ := os.ReadFile(k2)
+	replace(cert2, key2)
+	second, _ := r.get(nil)
+	if bytes.Equal(first.Certificate[0], second.Certificate[0]) {
+		t.Fatal("the renewed certificate was not loaded")
+	}
+	replace([]byte("junk"), key2)
+	if third, _ := r.get(nil); third != second {
+		t.Error("a broken renewal replaced the working certificate")
 	}
 }

@@ -322,9 +322,10 @@ type jwksCache struct {
 	minRefresh time.Duration
 	log        *slog.Logger
 
-	mu      sync.Mutex
-	keys    []jose.JSONWebKey
-	fetched time.Time
+	mu       sync.Mutex
+	keys     []jose.JSONWebKey
+	fetched  time.Time
+	inflight chan struct{} // closed when the fetch in flight ends
 }
 
 // maxJWKS bounds the key set document.
@@ -375,20 +376,40 @@ func (c *jwksCache) lookup(kid string) ([]jose.JSONWebKey, bool) {
 }
 
 // refresh fetches the key set unless it was fetched less than minRefresh
-// ago; it reports whether the cache changed.
+// ago; it reports whether the cache may have changed. The fetch runs
+// without the lock, so verifications with known keys never wait for the
+// issuer; concurrent refreshes wait for the one in flight.
 func (c *jwksCache) refresh(ctx context.Context) bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	if ch := c.inflight; ch != nil {
+		c.mu.Unlock()
+		select {
+		case <-ch:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	if !c.fetched.IsZero() && time.Since(c.fetched) < c.minRefresh {
+		c.mu.Unlock()
 		return false
 	}
-	c.fetched = time.Now()
+	ch := make(chan struct{})
+	c.inflight, c.fetched = ch, time.Now()
+	c.mu.Unlock()
+
 	keys, err := c.fetch(ctx)
+	c.mu.Lock()
+	if err == nil {
+		c.keys = keys
+	}
+	c.inflight = nil
+	c.mu.Unlock()
+	close(ch)
 	if err != nil {
 		c.log.Warn("fetching the OAuth issuer's keys failed", "jwks_uri", c.url, "err", err)
 		return false
 	}
-	c.keys = keys
 	return true
 }
 

@@ -124,9 +124,11 @@ func startDev(t *testing.T) *dev {
 		t:       t,
 		dataDir: t.TempDir(),
 		addr:    fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		bridge:  fmt.Sprintf("gte2e%d", n),
-		subnet:  fmt.Sprintf("10.91.%d.0/24", n),
-		runDir:  fmt.Sprintf("/run/gantry-e2e-%d-%d", os.Getpid(), n),
+		// Per process too: two test runs on one machine must not share a
+		// bridge or subnet (bridge names are at most 15 characters).
+		bridge: fmt.Sprintf("ge%d-%d", os.Getpid()%100000, n),
+		subnet: fmt.Sprintf("10.91.%d.0/24", (os.Getpid()*7+int(n))%250+1),
+		runDir: fmt.Sprintf("/run/gantry-e2e-%d-%d", os.Getpid(), n),
 	}
 	d.start()
 	t.Cleanup(func() { d.shutdown() })

@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/gantry-dev/gantry/api"
+	"github.com/gantry-dev/gantry/untrusted"
 )
 
 // auditCmd shows and verifies the audit log.
@@ -84,7 +85,7 @@ func (c *auditCmd) Run(ctx context.Context, args []string) error {
 				decision += " (" + e.Reason + ")"
 			}
 			row(tw, strconv.FormatUint(e.Seq, 10), e.Time.Local().Format("2006-01-02 15:04:05"), e.Principal, e.Tool,
-				escapeControls(decision), orDash(e.Result), fmt.Sprintf("%.1fms", e.LatencyMS), escapeControls(auditArgs(e.Arguments)))
+				untrusted.Escape(decision), orDash(e.Result), fmt.Sprintf("%.1fms", e.LatencyMS), untrusted.Escape(auditArgs(e.Arguments)))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -92,7 +93,7 @@ func (c *auditCmd) Run(ctx context.Context, args []string) error {
 		if v != nil {
 			switch {
 			case !v.OK:
-				fmt.Fprintf(c.app.stdout, "audit chain BROKEN at entry %d: %s\n", v.BrokenAt, escapeControls(v.Problem))
+				fmt.Fprintf(c.app.stdout, "audit chain BROKEN at entry %d: %s\n", v.BrokenAt, untrusted.Escape(v.Problem))
 			default:
 				fmt.Fprintf(c.app.stdout, "audit chain verified: %d entries (%d to %d) intact\n", v.Checked, v.FirstSeq, v.LastSeq)
 			}

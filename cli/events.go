@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/gantry-dev/gantry/api"
+	"github.com/gantry-dev/gantry/untrusted"
 )
 
 // eventsCmd lists events.
@@ -74,7 +75,7 @@ func (c *eventsCmd) Run(ctx context.Context, args []string) error {
 	for _, e := range res.Events {
 		msg := e.Message
 		if tty {
-			msg = escapeControls(msg)
+			msg = untrusted.Escape(msg)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format("15:04:05"), e.Type, orDash(e.Service), orDash(e.Instance), msg)
 	}

@@ -4,11 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/gantry-dev/gantry/api"
+	"github.com/gantry-dev/gantry/untrusted"
 )
 
 // logsCmd prints the end of a service's logs.
@@ -62,7 +60,7 @@ func (c *logsCmd) Run(ctx context.Context, args []string) error {
 	for _, b := range res.Instances {
 		for _, l := range b.Lines {
 			if tty {
-				l = escapeControls(l)
+				l = untrusted.Escape(l)
 			}
 			if prefix {
 				fmt.Fprintf(c.app.stdout, "%s | %s\n", b.Instance, l)
@@ -81,41 +79,4 @@ func (c *logsCmd) Run(ctx context.Context, args []string) error {
 		fmt.Fprintln(c.app.stderr, "(output was cut to the server's size limit: use --tail or --instance to see less)")
 	}
 	return nil
-}
-
-// escapeControls makes a log line safe to print on a terminal: control
-// characters other than tab (escape sequences that retitle the window,
-// write the clipboard or clear the screen, carriage returns that overwrite
-// the line) and invalid UTF-8 are shown as \xNN or \uNNNN. Log lines are
-// written by containers and are not trusted. Output to a pipe or file is
-// left as it is.
-func escapeControls(s string) string {
-	clean := true
-	for _, r := range s {
-		if r == utf8.RuneError || (unicode.IsControl(r) && r != '\t') {
-			clean = false
-			break
-		}
-	}
-	if clean {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size <= 1:
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case unicode.IsControl(r) && r != '\t':
-			if r < 0x80 {
-				fmt.Fprintf(&b, `\x%02x`, r)
-			} else {
-				fmt.Fprintf(&b, `\u%04x`, r)
-			}
-		default:
-			b.WriteString(s[i : i+size])
-		}
-		i += size
-	}
-	return b.String()
 }

@@ -1,6 +1,10 @@
 package cli
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/gantry-dev/gantry/untrusted"
+)
 
 // Log lines printed on a terminal cannot carry escape sequences (window
 // title, clipboard, screen clearing) or overwrite themselves with \r.
@@ -11,8 +15,8 @@ func TestEscapeControls(t *testing.T) {
 		"caf\xe9 \u00e9t\u00e9":             `caf\xe9 été`,
 		"\u0085next line":                   `\u0085next line`,
 	} {
-		if got := escapeControls(in); got != want {
-			t.Errorf("escapeControls(%q) = %q, want %q", in, got, want)
+		if got := untrusted.Escape(in); got != want {
+			t.Errorf("untrusted.Escape(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

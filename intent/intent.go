@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/gantry-dev/gantry/errdefs"
+	"github.com/gantry-dev/gantry/spec"
 )
 
 // Kind is the kind of workload.
@@ -205,7 +206,7 @@ func closest(s string, candidates []string) string {
 	}
 	best, bestD := "", 1<<30
 	for _, c := range candidates {
-		if d := editDistance(s, c); d < bestD {
+		if d := spec.EditDistance(s, c); d < bestD {
 			best, bestD = c, d
 		}
 	}
@@ -217,26 +218,6 @@ func closest(s string, candidates []string) string {
 		return best
 	}
 	return ""
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func sortedKeys(m map[string]string) []string {

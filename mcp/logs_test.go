@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/gantry-dev/gantry/api"
+	"github.com/gantry-dev/gantry/untrusted"
 )
 
 func TestBoundLogsSharesBudget(t *testing.T) {
@@ -48,8 +49,8 @@ func TestSanitize(t *testing.T) {
 		"bad\xffutf8":     `bad\xffutf8`,
 		"über \u0085next": `über \u0085next`,
 	} {
-		if got := sanitize(in); got != want {
-			t.Errorf("sanitize(%q) = %q, want %q", in, got, want)
+		if got := untrusted.Escape(in); got != want {
+			t.Errorf("untrusted.Escape(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/gantry-dev/gantry/controller"
 	"github.com/gantry-dev/gantry/errdefs"
 	"github.com/gantry-dev/gantry/mcp"
-	"github.com/gantry-dev/gantry/scheduler"
 	"github.com/gantry-dev/gantry/spec"
 	"github.com/gantry-dev/gantry/state"
 )
@@ -140,7 +139,7 @@ func (t *target) withSpec(s spec.Service, action string) *target {
 // pass assuming the instances it creates become ready and those it stops
 // go away, until nothing changes: the outcome of a rolling update.
 func simulate(p *api.Plan, name string, next *state.Service, all []*state.Instance, nodes []*state.Node, services []*state.Service) {
-	cands, usage := candidates(nodes, all, services)
+	cands, usage := controller.Candidates(nodes, all, services)
 	var cur []*state.Instance
 	for _, in := range all {
 		if in.Service != name {
@@ -211,35 +210,6 @@ func simulate(p *api.Plan, name string, next *state.Service, all []*state.Instan
 	}
 }
 
-// candidates builds the scheduler's view of the nodes like the controller
-// does: nodes that are ready, and what live instances reserve on each.
-func candidates(nodes []*state.Node, insts []*state.Instance, services []*state.Service) ([]scheduler.Node, map[string]*scheduler.Usage) {
-	byName := map[string]*state.Service{}
-	for _, s := range services {
-		byName[s.Name] = s
-	}
-	usage := map[string]*scheduler.Usage{}
-	for _, in := range insts {
-		if in.Desired != state.DesiredRun {
-			continue
-		}
-		u := usage[in.Node]
-		if u == nil {
-			u = &scheduler.Usage{Instances: map[string]int{}}
-			usage[in.Node] = u
-		}
-		if s := byName[in.Service]; s != nil {
-			u.CPU += int64(s.Spec.Resources.CPU)
-			u.Memory += int64(s.Spec.Resources.Memory)
-		}
-		u.Instances[in.Service]++
-	}
-	cands := make([]scheduler.Node, 0, len(nodes))
-	for _, n := range nodes {
-		cands = append(cands, scheduler.Node{ID: n.ID, Ready: n.Status == "ready" && state.Schedulable(n), CPU: n.CPU, Memory: n.Memory})
-	}
-	return cands, usage
-}
 
 func summary(p *api.Plan, t *target) string {
 	var b strings.Builder

@@ -63,27 +63,10 @@ func (c *Controller) Pass(ctx context.Context) error {
 		byName[s.Name] = s
 	}
 	grouped := map[string][]*state.Instance{}
-	usage := map[string]*scheduler.Usage{}
 	for _, in := range instances {
 		grouped[in.Service] = append(grouped[in.Service], in)
-		if in.Desired != state.DesiredRun {
-			continue
-		}
-		u := usage[in.Node]
-		if u == nil {
-			u = &scheduler.Usage{Instances: map[string]int{}}
-			usage[in.Node] = u
-		}
-		if s := byName[in.Service]; s != nil {
-			u.CPU += int64(s.Spec.Resources.CPU)
-			u.Memory += int64(s.Spec.Resources.Memory)
-		}
-		u.Instances[in.Service]++
 	}
-	cands := make([]scheduler.Node, 0, len(nodes))
-	for _, n := range nodes {
-		cands = append(cands, scheduler.Node{ID: n.ID, Ready: n.Status == "ready" && state.Schedulable(n), CPU: n.CPU, Memory: n.Memory})
-	}
+	cands, usage := Candidates(nodes, instances, services)
 	names := make([]string, 0, len(byName)+len(grouped))
 	for n := range byName {
 		names = append(names, n)
@@ -139,4 +122,35 @@ func planOps(p Plan) []state.Op {
 		ops = append(ops, state.AppendEvent{Event: ev})
 	}
 	return ops
+}
+
+// Candidates is the scheduler's view of the cluster: the nodes that can
+// take instances, and what live instances reserve on each. Dry-run plans
+// use it too, so a plan simulates exactly what the controller will do.
+func Candidates(nodes []*state.Node, insts []*state.Instance, services []*state.Service) ([]scheduler.Node, map[string]*scheduler.Usage) {
+	byName := make(map[string]*state.Service, len(services))
+	for _, s := range services {
+		byName[s.Name] = s
+	}
+	usage := map[string]*scheduler.Usage{}
+	for _, in := range insts {
+		if in.Desired != state.DesiredRun {
+			continue
+		}
+		u := usage[in.Node]
+		if u == nil {
+			u = &scheduler.Usage{Instances: map[string]int{}}
+			usage[in.Node] = u
+		}
+		if s := byName[in.Service]; s != nil {
+			u.CPU += int64(s.Spec.Resources.CPU)
+			u.Memory += int64(s.Spec.Resources.Memory)
+		}
+		u.Instances[in.Service]++
+	}
+	cands := make([]scheduler.Node, 0, len(nodes))
+	for _, n := range nodes {
+		cands = append(cands, scheduler.Node{ID: n.ID, Ready: n.Status == "ready" && state.Schedulable(n), CPU: n.CPU, Memory: n.Memory})
+	}
+	return cands, usage
 }

@@ -210,7 +210,6 @@ func simulate(p *api.Plan, name string, next *state.Service, all []*state.Instan
 	}
 }
 
-
 func summary(p *api.Plan, t *target) string {
 	var b strings.Builder
 	switch p.Action {

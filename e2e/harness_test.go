@@ -97,6 +97,9 @@ type dev struct {
 	bridge  string
 	subnet  string
 	runDir  string
+	extra   []string     // more gantry dev flags
+	scheme  string       // http or https
+	hc      *http.Client // for the readiness probe
 	cmd     *exec.Cmd
 	session *mcp.ClientSession
 	token   string
@@ -112,15 +115,16 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// startDev starts gantry dev on a fresh data dir, with its own bridge,
-// subnet and port range so tests never collide with a user's gantry.
-func startDev(t *testing.T) *dev {
+// newDev allocates a gantry dev on a fresh data dir, with its own bridge,
+// subnet, run dir and port range so tests never collide with a user's
+// gantry or with another test run. It is not started yet.
+func newDev(t *testing.T, extra ...string) *dev {
 	t.Helper()
 	if skipAll != "" {
 		t.Skip(skipAll)
 	}
 	n := devSeq.Add(1)
-	d := &dev{
+	return &dev{
 		t:       t,
 		dataDir: t.TempDir(),
 		addr:    fmt.Sprintf("127.0.0.1:%d", freePort(t)),
@@ -129,21 +133,41 @@ func startDev(t *testing.T) *dev {
 		bridge: fmt.Sprintf("ge%d-%d", os.Getpid()%100000, n),
 		subnet: fmt.Sprintf("10.91.%d.0/24", (os.Getpid()*7+int(n))%250+1),
 		runDir: fmt.Sprintf("/run/gantry-e2e-%d-%d", os.Getpid(), n),
+		extra:  extra,
+		scheme: "http",
+		hc:     &http.Client{Timeout: 5 * time.Second},
 	}
+}
+
+// startDev starts gantry dev (with extra flags, if any) and connects an
+// MCP session to it; everything is removed when the test ends.
+func startDev(t *testing.T, extra ...string) *dev {
+	t.Helper()
+	d := newDev(t, extra...)
+	t.Cleanup(d.shutdown)
 	d.start()
-	t.Cleanup(func() { d.shutdown() })
 	return d
 }
 
+// start launches the process and connects an MCP session.
 func (d *dev) start() {
+	d.t.Helper()
+	d.launch()
+	d.connect()
+}
+
+// launch starts the gantry dev process, waits until scheme://addr/healthz
+// answers through d.hc, and reads the admin token.
+func (d *dev) launch() {
 	t := d.t
 	t.Helper()
 	logf, err := os.OpenFile(filepath.Join(d.dataDir, "gantry.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.cmd = exec.Command(gantryBin, "dev", "--data-dir", d.dataDir, "--listen", d.addr,
-		"--bridge", d.bridge, "--subnet", d.subnet, "--run-dir", d.runDir, "--port-range", "41000-42999", "--log-level", "debug")
+	args := append([]string{"dev", "--data-dir", d.dataDir, "--listen", d.addr, "--bridge", d.bridge, "--subnet", d.subnet,
+		"--run-dir", d.runDir, "--port-range", "41000-42999", "--log-level", "debug"}, d.extra...)
+	d.cmd = exec.Command(gantryBin, args...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	// Its own process group: containers must not die with the test's signals.
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -153,13 +177,13 @@ func (d *dev) start() {
 	logf.Close()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get("http://" + d.addr + "/healthz")
+		resp, err := d.hc.Get(d.scheme + "://" + d.addr + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("gantry dev did not start:\n%s", d.log())
+			t.Fatalf("gantry dev did not start (%v):\n%s", err, d.log())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -168,7 +192,6 @@ func (d *dev) start() {
 		t.Fatal(err)
 	}
 	d.token = strings.TrimSpace(string(tok))
-	d.connect()
 }
 
 type bearer struct {

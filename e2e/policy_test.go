@@ -2,14 +2,12 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,50 +26,6 @@ rules:
     when: labels.tier == "prod" && !read_only && principal != "admin"
     effect: needs-approval
 `
-
-// startDevArgs starts gantry dev like startDev, with extra flags.
-func startDevArgs(t *testing.T, extra ...string) *dev {
-	t.Helper()
-	if skipAll != "" {
-		t.Skip(skipAll)
-	}
-	n := devSeq.Add(1)
-	d := &dev{t: t, dataDir: t.TempDir(), addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), bridge: fmt.Sprintf("gte2e%d", n),
-		subnet: fmt.Sprintf("10.91.%d.0/24", n), runDir: fmt.Sprintf("/run/gantry-e2e-%d-%d", os.Getpid(), n)}
-	logf, err := os.OpenFile(filepath.Join(d.dataDir, "gantry.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	args := append([]string{"dev", "--data-dir", d.dataDir, "--listen", d.addr, "--bridge", d.bridge, "--subnet", d.subnet,
-		"--run-dir", d.runDir, "--port-range", "41000-42999"}, extra...)
-	d.cmd = exec.Command(gantryBin, args...)
-	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	logf.Close()
-	t.Cleanup(d.shutdown)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + d.addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gantry dev did not start:\n%s", d.log())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	tok, err := os.ReadFile(filepath.Join(d.dataDir, "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.token = strings.TrimSpace(string(tok))
-	d.connect()
-	return d
-}
 
 // A policy file given to gantry dev: a bad one stops it with the rule and
 // the CEL error; a good one denies by rule and holds a prod change until
@@ -95,7 +49,7 @@ func TestPolicyFileThroughGantryDev(t *testing.T) {
 	}
 
 	ref := webImage(t)
-	d := startDevArgs(t, "--policy", good)
+	d := startDev(t, "--policy", good)
 	d.deploy(`name: shop
 image: ` + ref + `
 command: ["/bin/httpd"]

@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"fmt"
 	"math/big"
 	"net"
 	"net/http"
@@ -17,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -134,41 +132,9 @@ func TestTLSEndpoint(t *testing.T) {
 // caller connects d.session.
 func startDevFlags(t *testing.T, scheme string, hc *http.Client, extra ...string) *dev {
 	t.Helper()
-	if skipAll != "" {
-		t.Skip(skipAll)
-	}
-	n := devSeq.Add(1)
-	d := &dev{t: t, dataDir: t.TempDir(), addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), bridge: fmt.Sprintf("gte2e%d", n),
-		subnet: fmt.Sprintf("10.91.%d.0/24", n), runDir: fmt.Sprintf("/run/gantry-e2e-%d-%d", os.Getpid(), n)}
-	logf, err := os.OpenFile(filepath.Join(d.dataDir, "gantry.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.cmd = exec.Command(gantryBin, append([]string{"dev", "--data-dir", d.dataDir, "--listen", d.addr, "--bridge", d.bridge,
-		"--subnet", d.subnet, "--run-dir", d.runDir, "--port-range", "41000-42999"}, extra...)...)
-	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	logf.Close()
+	d := newDev(t, extra...)
+	d.scheme, d.hc = scheme, hc
 	t.Cleanup(d.shutdown)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := hc.Get(scheme + "://" + d.addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gantry dev did not start (%v):\n%s", err, d.log())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	tok, err := os.ReadFile(filepath.Join(d.dataDir, "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.token = strings.TrimSpace(string(tok))
+	d.launch()
 	return d
 }

@@ -8,7 +8,7 @@ import (
 
 // Known field names per level, in the order of the types (for hints).
 var (
-	serviceFields   = []string{"version", "name", "image", "command", "args", "env", "workdir", "user", "replicas", "ports", "resources", "restart", "stop", "health", "labels", "init", "cap_add"}
+	serviceFields   = []string{"version", "name", "image", "command", "args", "env", "workdir", "user", "replicas", "ports", "resources", "restart", "stop", "health", "labels", "init", "cap_add", "secrets"}
 	portFields      = []string{"name", "port", "host_port", "protocol"}
 	resourcesFields = []string{"cpu", "memory", "pids"}
 	stopFields      = []string{"signal", "grace"}
@@ -71,6 +71,8 @@ func (d *decoder) service(root *yaml.Node) *Service {
 			}
 		case "cap_add":
 			s.CapAdd = d.strList(v, p)
+		case "secrets":
+			s.Secrets = d.strMap(v, p)
 		}
 	})
 	if !ok {

@@ -53,6 +53,7 @@ func Changes(old, new *Service) []string {
 	c.dict("labels", a.Labels, b.Labels)
 	c.cmp("init", a.InitEnabled(), b.InitEnabled())
 	c.list("cap_add", a.CapAdd, b.CapAdd)
+	c.dict("secrets", a.Secrets, b.Secrets)
 	sort.Strings(c.paths)
 	return c.paths
 }

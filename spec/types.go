@@ -29,6 +29,10 @@ type Service struct {
 	Init *bool `json:"init,omitempty" yaml:"init,omitempty"`
 	// Capabilities added to Gantry's default (empty) set, e.g. NET_BIND_SERVICE.
 	CapAdd []string `json:"cap_add,omitempty" yaml:"cap_add,omitempty"`
+	// Secrets maps an environment variable name to the name of a secret
+	// (gantry secret set NAME) whose value the variable gets when an
+	// instance starts. The spec holds only names, never values.
+	Secrets map[string]string `json:"secrets,omitempty" yaml:"secrets,omitempty"`
 }
 
 // Port is a named container port, published on the host.

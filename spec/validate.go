@@ -173,6 +173,7 @@ func validate(s *Service, strict bool, p *problems) {
 	}
 	v.labels(s.Labels)
 	v.capabilities(s.CapAdd)
+	v.secrets(s.Secrets, s.Env)
 }
 
 func (v *validator) dnsLabel(path, s, missingHint string) {
@@ -591,3 +592,30 @@ func (v *validator) capabilities(caps []string) {
 		seen[n] = i
 	}
 }
+
+// secrets checks the secrets map: keys are environment variable names not
+// also set in env, values are secret names (DNS labels).
+func (v *validator) secrets(secrets, env map[string]string) {
+	for _, k := range sortedKeys(secrets) {
+		p := keyPath("secrets", k)
+		switch {
+		case k == "":
+			v.add(p, "", "variable name must not be empty")
+		case strings.ContainsRune(k, '='):
+			v.add(p, "write NAME: secret-name, not NAME=secret-name", "variable name must not contain '='")
+		case strings.ContainsRune(k, 0):
+			v.add(p, "", "variable name must not contain a NUL byte")
+		case len(k) > maxEnvName:
+			v.add(p, "names are short identifiers like DB_PASSWORD", "variable name must be at most %d bytes (is %d)", maxEnvName, len(k))
+		}
+		if _, dup := env[k]; dup && k != "" {
+			v.add(p, fmt.Sprintf("remove %s: the secret sets the variable", keyPath("env", k)), "variable %q is also set in env", k)
+		}
+		v.dnsLabel(p, secrets[k], "name a secret created with gantry secret set NAME")
+	}
+}
+
+// SecretNameProblem says why name cannot name a secret (secret names follow
+// the rules of service names: a DNS label starting with a letter), or
+// returns "".
+func SecretNameProblem(name string) string { return dnsLabelProblem(name) }

@@ -11,6 +11,7 @@ import (
 	"github.com/gantry-dev/gantry/controller"
 	"github.com/gantry-dev/gantry/errdefs"
 	"github.com/gantry-dev/gantry/mcp"
+	"github.com/gantry-dev/gantry/scheduler"
 	"github.com/gantry-dev/gantry/spec"
 	"github.com/gantry-dev/gantry/state"
 )
@@ -140,6 +141,18 @@ func (t *target) withSpec(s spec.Service, action string) *target {
 // go away, until nothing changes: the outcome of a rolling update.
 func simulate(p *api.Plan, name string, next *state.Service, all []*state.Instance, nodes []*state.Node, services []*state.Service) {
 	cands, usage := controller.Candidates(nodes, all, services)
+	byName := map[string]*state.Service{}
+	for _, s := range services {
+		byName[s.Name] = s
+	}
+	stored := byName[name] // the record Candidates counted this service's instances by
+	for _, in := range all {
+		// An instance already being stopped frees its host ports once
+		// stopped: the plan shows the outcome, not the wait.
+		if in.Desired != state.DesiredRun && in.State != state.StateStopped {
+			scheduler.ReleasePorts(usage, in.Node, in.Service, controller.Request(in.Service, byName[in.Service]).HostPorts)
+		}
+	}
 	var cur []*state.Instance
 	for _, in := range all {
 		if in.Service != name {
@@ -176,9 +189,10 @@ func simulate(p *api.Plan, name string, next *state.Service, all []*state.Instan
 				kept = append(kept, in)
 				continue
 			}
-			if u := usage[in.Node]; u != nil && next != nil {
-				u.CPU -= int64(next.Spec.Resources.CPU)
-				u.Memory -= int64(next.Spec.Resources.Memory)
+			if real[in.ID] {
+				scheduler.Release(usage, in.Node, controller.Request(name, stored))
+			} else {
+				scheduler.Release(usage, in.Node, controller.Request(name, next))
 			}
 			if !real[in.ID] {
 				continue

@@ -127,6 +127,8 @@ func planOps(p Plan) []state.Op {
 // Candidates is the scheduler's view of the cluster: the nodes that can
 // take instances, and what live instances reserve on each. Dry-run plans
 // use it too, so a plan simulates exactly what the controller will do.
+// A fixed host port stays held by an instance being stopped until its
+// node reports it stopped, because the worker keeps the port until then.
 func Candidates(nodes []*state.Node, insts []*state.Instance, services []*state.Service) ([]scheduler.Node, map[string]*scheduler.Usage) {
 	byName := make(map[string]*state.Service, len(services))
 	for _, s := range services {
@@ -134,23 +136,35 @@ func Candidates(nodes []*state.Node, insts []*state.Instance, services []*state.
 	}
 	usage := map[string]*scheduler.Usage{}
 	for _, in := range insts {
+		req := Request(in.Service, byName[in.Service])
 		if in.Desired != state.DesiredRun {
+			if !gone(in) {
+				scheduler.HoldPorts(usage, in.Node, in.Service, req.HostPorts)
+			}
 			continue
 		}
-		u := usage[in.Node]
-		if u == nil {
-			u = &scheduler.Usage{Instances: map[string]int{}}
-			usage[in.Node] = u
-		}
-		if s := byName[in.Service]; s != nil {
-			u.CPU += int64(s.Spec.Resources.CPU)
-			u.Memory += int64(s.Spec.Resources.Memory)
-		}
-		u.Instances[in.Service]++
+		scheduler.Hold(usage, in.Node, req)
 	}
 	cands := make([]scheduler.Node, 0, len(nodes))
 	for _, n := range nodes {
 		cands = append(cands, scheduler.Node{ID: n.ID, Ready: n.Status == "ready" && state.Schedulable(n), CPU: n.CPU, Memory: n.Memory})
 	}
 	return cands, usage
+}
+
+// Request is what one instance of the service name (svc nil: removed)
+// asks of the scheduler: its resources and its fixed host ports.
+func Request(name string, svc *state.Service) scheduler.Request {
+	req := scheduler.Request{Service: name}
+	if svc == nil {
+		return req
+	}
+	req.CPU = int64(svc.Spec.Resources.CPU)
+	req.Memory = int64(svc.Spec.Resources.Memory)
+	for _, p := range svc.Spec.Ports {
+		if p.HostPort != 0 {
+			req.HostPorts = append(req.HostPorts, scheduler.PortKey(p.HostPort, p.Protocol))
+		}
+	}
+	return req
 }

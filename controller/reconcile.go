@@ -132,15 +132,10 @@ func Reconcile(in Input) Plan {
 	}
 
 	// Fill empty slots.
-	spec := in.Service
+	req := Request(in.Name, in.Service)
 	for s := 0; s < replicas; s++ {
 		if len(bySlot[s]) > 0 {
 			continue
-		}
-		req := scheduler.Request{Service: in.Name}
-		if spec != nil {
-			req.CPU = int64(spec.Spec.Resources.CPU)
-			req.Memory = int64(spec.Spec.Resources.Memory)
 		}
 		node, err := scheduler.Place(in.Nodes, in.Usage, req)
 		if err != nil {

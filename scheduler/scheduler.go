@@ -24,6 +24,10 @@ type Usage struct {
 	CPU       int64          // millicores reserved
 	Memory    int64          // bytes reserved
 	Instances map[string]int // service -> live instances on the node
+	// HostPorts are the fixed host ports held on the node: PortKey ->
+	// the service whose instance holds it. A fixed host port is a
+	// per-node resource: two instances cannot publish the same one.
+	HostPorts map[string]string
 }
 
 // Request is one instance to place.
@@ -31,10 +35,93 @@ type Request struct {
 	Service string
 	CPU     int64
 	Memory  int64
+	// HostPorts are the fixed host ports the instance publishes, as
+	// PortKey values; dynamic ports (host_port 0) are not listed.
+	HostPorts []string
 }
 
-// Place picks a node for req. It filters out nodes that are not ready or
-// lack room, then prefers the node with the fewest instances of the same
+// PortKey names a fixed host port as the scheduler tracks it: "8080/tcp".
+func PortKey(port int, proto string) string {
+	proto = strings.ToLower(proto)
+	if proto == "" {
+		proto = "tcp"
+	}
+	return fmt.Sprintf("%d/%s", port, proto)
+}
+
+// Hold records in usage that an instance of req runs on node, as Place
+// does for the node it picks.
+func Hold(usage map[string]*Usage, node string, req Request) {
+	u := usage[node]
+	if u == nil {
+		u = &Usage{}
+		usage[node] = u
+	}
+	u.CPU += req.CPU
+	u.Memory += req.Memory
+	if u.Instances == nil {
+		u.Instances = map[string]int{}
+	}
+	u.Instances[req.Service]++
+	HoldPorts(usage, node, req.Service, req.HostPorts)
+}
+
+// HoldPorts records only that an instance of service holds the fixed host
+// ports keys on node: one being stopped keeps its ports until it is gone.
+func HoldPorts(usage map[string]*Usage, node, service string, keys []string) {
+	if len(keys) == 0 {
+		return
+	}
+	u := usage[node]
+	if u == nil {
+		u = &Usage{}
+		usage[node] = u
+	}
+	if u.HostPorts == nil {
+		u.HostPorts = map[string]string{}
+	}
+	for _, k := range keys {
+		u.HostPorts[k] = service
+	}
+}
+
+// ReleasePorts undoes HoldPorts.
+func ReleasePorts(usage map[string]*Usage, node, service string, keys []string) {
+	if u := usage[node]; u != nil {
+		for _, k := range keys {
+			if u.HostPorts[k] == service {
+				delete(u.HostPorts, k)
+			}
+		}
+	}
+}
+
+// Release undoes Hold: an instance of req on node has gone.
+func Release(usage map[string]*Usage, node string, req Request) {
+	u := usage[node]
+	if u == nil {
+		return
+	}
+	u.CPU = max(u.CPU-req.CPU, 0)
+	u.Memory = max(u.Memory-req.Memory, 0)
+	if u.Instances[req.Service] > 0 {
+		u.Instances[req.Service]--
+	}
+	ReleasePorts(usage, node, req.Service, req.HostPorts)
+}
+
+// portTaken returns the first of req's fixed host ports that u holds.
+func portTaken(u *Usage, req Request) (string, string, bool) {
+	for _, k := range req.HostPorts {
+		if holder, ok := u.HostPorts[k]; ok {
+			return k, holder, true
+		}
+	}
+	return "", "", false
+}
+
+// Place picks a node for req. It filters out nodes that are not ready,
+// lack room or already hold one of req's fixed host ports, then prefers the node with the fewest instances of the same
 // service (spread, for availability) and among those the fullest node that
 // still fits (bin-packing, so that whole nodes stay free for big requests).
 // usage is updated with the placement so a caller can place several
@@ -47,6 +134,7 @@ func Place(nodes []Node, usage map[string]*Usage, req Request) (string, error) {
 	}
 	var cands []cand
 	var skipped []string
+	portConflict := false
 	for _, n := range nodes {
 		u := usage[n.ID]
 		if u == nil {
@@ -63,6 +151,11 @@ func Place(nodes []Node, usage map[string]*Usage, req Request) (string, error) {
 			skipped = append(skipped, fmt.Sprintf("%s: memory %d of %d bytes reserved, %d asked", n.ID, u.Memory, n.Memory, req.Memory))
 			continue
 		}
+		if k, holder, ok := portTaken(u, req); ok {
+			skipped = append(skipped, fmt.Sprintf("%s: host port %s is already held by an instance of %q", n.ID, k, holder))
+			portConflict = true
+			continue
+		}
 		var free int64
 		if n.CPU > 0 {
 			free += (n.CPU - u.CPU - req.CPU) * 1000 / n.CPU
@@ -76,9 +169,12 @@ func Place(nodes []Node, usage map[string]*Usage, req Request) (string, error) {
 		if len(nodes) == 0 {
 			return "", fmt.Errorf("no nodes in the cluster: %w", errdefs.ErrUnavailable)
 		}
+		hint := "lower the service's resources, scale other services down, or add a node"
+		if portConflict {
+			hint = "a fixed host_port allows one instance per node: use no more replicas than nodes, leave host_port out to get a dynamic port, or add a node"
+		}
 		return "", errdefs.WithHint(fmt.Errorf("no node can run an instance of %q (%s): %w",
-			req.Service, strings.Join(skipped, "; "), errdefs.ErrUnavailable),
-			"lower the service's resources, scale other services down, or add a node")
+			req.Service, strings.Join(skipped, "; "), errdefs.ErrUnavailable), hint)
 	}
 	sort.Slice(cands, func(i, j int) bool {
 		a, b := cands[i], cands[j]
@@ -91,16 +187,6 @@ func Place(nodes []Node, usage map[string]*Usage, req Request) (string, error) {
 		return a.id < b.id
 	})
 	id := cands[0].id
-	u := usage[id]
-	if u == nil {
-		u = &Usage{}
-		usage[id] = u
-	}
-	u.CPU += req.CPU
-	u.Memory += req.Memory
-	if u.Instances == nil {
-		u.Instances = map[string]int{}
-	}
-	u.Instances[req.Service]++
+	Hold(usage, id, req)
 	return id, nil
 }

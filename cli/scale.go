@@ -4,7 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/gantry-dev/gantry/api"
 )
@@ -30,16 +32,22 @@ func newScaleCmd(a *app) *scaleCmd {
 
 // Run runs gantry scale.
 func (c *scaleCmd) Run(ctx context.Context, args []string) error {
-	pos, err := c.app.parse(c.fs, scaleHelp, args)
+	pos, err := c.app.parse(c.fs, scaleHelp, hideNegatives(args))
 	if err != nil {
 		return err
+	}
+	for i, p := range pos {
+		pos[i] = strings.TrimPrefix(p, negativeMark)
 	}
 	if err := exactArgs("scale", pos, "NAME", "REPLICAS"); err != nil {
 		return err
 	}
 	n, err := strconv.Atoi(pos[1])
-	if err != nil || n < 0 || n > 1000 {
+	if err != nil {
 		return usagef("scale", "REPLICAS: expected a whole number from 0 to 1000, got %q", pos[1])
+	}
+	if n < 0 || n > 1000 {
+		return usagef("scale", "replicas must be between 0 and 1000, got %d", n)
 	}
 	cl, err := c.app.connect(ctx)
 	if err != nil {
@@ -60,4 +68,26 @@ func (c *scaleCmd) Run(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(c.app.stdout, "service %s scaled from %d to %d replicas\n", res.Service, res.Previous, res.Desired)
 	return nil
+}
+
+// negativeMark prefixes a negative number while flags are parsed, so that
+// "gantry scale web -1" reads -1 as the replica count (and refuses it as
+// out of range) instead of as an unknown flag -1.
+const negativeMark = "\x00neg"
+
+var negativeNumber = regexp.MustCompile(`^-[0-9]+$`)
+
+func hideNegatives(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if negativeNumber.MatchString(a) {
+			a = negativeMark + a
+		}
+		out[i] = a
+		if a == "--" {
+			copy(out[i:], args[i:])
+			break
+		}
+	}
+	return out
 }

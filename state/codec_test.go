@@ -35,6 +35,8 @@ func allOps() []Op {
 		PutApproval{Approval: Approval{ID: "apr-1", Principal: "ci/t1", Tool: "scale_service", ArgsHash: "h", Arguments: []byte(`{"replicas":3}`), Rule: "prod", CreatedAt: at}, TTL: time.Hour},
 		DecideApproval{ID: "apr-1", Approve: true, By: "admin", Reason: "ok"},
 		UseApproval{ID: "apr-1", Principal: "ci/t1", Tool: "scale_service", ArgsHash: "h"},
+		PutSecret{Name: "db-password", Sealed: bytes.Repeat([]byte{7}, 40)},
+		DeleteSecret{Name: "db-password"},
 	}
 }
 

@@ -159,6 +159,10 @@ func (a *applier) apply(op Op) error {
 		return a.decideApproval(op)
 	case UseApproval:
 		return a.useApproval(op)
+	case PutSecret:
+		return a.putSecret(op)
+	case DeleteSecret:
+		return a.deleteSecret(op)
 	}
 	return invalid("op %T is unknown", op)
 }
@@ -174,6 +178,9 @@ func (a *applier) putService(op PutService) error {
 	}
 	if svc.Spec.Name == "" {
 		svc.Spec.Name = svc.Name
+	}
+	if err := a.checkSecretRefs(&svc.Spec); err != nil {
+		return err
 	}
 	old, _ := must(a.txn.First(tableServices, indexID, svc.Name)).(*Service)
 	if op.ExpectModifyIndex != 0 {
@@ -352,6 +359,7 @@ type snapshotData struct {
 	Tokens    []*Token       `json:"tokens,omitempty"`
 	Audit     []*AuditEntry  `json:"audit,omitempty"`
 	Approvals []*Approval    `json:"approvals,omitempty"`
+	Secrets   []*Secret      `json:"secrets,omitempty"`
 }
 
 // fsmSnapshot holds a read transaction: memdb rows are immutable, so it is
@@ -386,6 +394,7 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		Tokens:    rows[Token](s.txn, tableTokens),
 		Audit:     rows[AuditEntry](s.txn, tableAudit),
 		Approvals: rows[Approval](s.txn, tableApprovals),
+		Secrets:   rows[Secret](s.txn, tableSecrets),
 	}
 	w := bufio.NewWriter(sink)
 	err := w.WriteByte(snapshotJSON)
@@ -440,6 +449,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		insertAll(tableTokens, len(data.Tokens), func(i int) any { return data.Tokens[i] }),
 		insertAll(tableAudit, len(data.Audit), func(i int) any { return data.Audit[i] }),
 		insertAll(tableApprovals, len(data.Approvals), func(i int) any { return data.Approvals[i] }),
+		insertAll(tableSecrets, len(data.Secrets), func(i int) any { return data.Secrets[i] }),
 		txn.Insert(tableMeta, &metaRow{Key: metaIndexKey, Value: data.Index}),
 	)
 	if err != nil {

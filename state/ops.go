@@ -113,6 +113,8 @@ type wireOp struct {
 	PutApproval        *PutApproval        `json:"put_approval,omitempty"`
 	DecideApproval     *DecideApproval     `json:"decide_approval,omitempty"`
 	UseApproval        *UseApproval        `json:"use_approval,omitempty"`
+	PutSecret          *PutSecret          `json:"put_secret,omitempty"`
+	DeleteSecret       *DeleteSecret       `json:"delete_secret,omitempty"`
 }
 
 func (o PutService) wrap() wireOp         { return wireOp{PutService: &o} }
@@ -177,6 +179,12 @@ func (w wireOp) unwrap() (Op, error) {
 	}
 	if w.UseApproval != nil {
 		ops = append(ops, *w.UseApproval)
+	}
+	if w.PutSecret != nil {
+		ops = append(ops, *w.PutSecret)
+	}
+	if w.DeleteSecret != nil {
+		ops = append(ops, *w.DeleteSecret)
 	}
 	if len(ops) != 1 {
 		return nil, fmt.Errorf("op holds %d operations, want exactly 1 (written by a newer gantry?): %w", len(ops), errdefs.ErrInvalid)

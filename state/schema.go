@@ -88,6 +88,7 @@ func schema() *memdb.DBSchema {
 		tableTokens:    tokensTable(),
 		tableAudit:     auditTable(),
 		tableApprovals: approvalsTable(),
+		tableSecrets:   secretsTable(),
 		tableMeta: {
 			Name:    tableMeta,
 			Indexes: map[string]*memdb.IndexSchema{indexID: primary(str("Key", false))},

@@ -566,11 +566,15 @@ func (s *supervisor) prepare(ctx context.Context, sp *spec.Service, adopting boo
 	if err != nil {
 		return nil, err
 	}
+	withSecrets, err := s.w.withSecrets(ctx, sp)
+	if err != nil {
+		return nil, err
+	}
 	cfg := img.Config
 	oci, err := runtime.BuildSpec(runtime.BundleInput{
 		ID:       s.id,
 		Hostname: hostname,
-		Service:  *sp,
+		Service:  withSecrets,
 		Image: runtime.ImageConfig{Entrypoint: cfg.Entrypoint, Cmd: cfg.Cmd, Env: cfg.Env,
 			WorkingDir: cfg.WorkingDir, User: cfg.User},
 		Rootfs:   rootfs,

@@ -70,7 +70,10 @@ type Config struct {
 	Images   Images
 	Runtime  Runtime
 	Network  Network
-	Logger   *slog.Logger
+	// Secrets opens the secrets specs reference (spec.Service.Secrets); nil
+	// fails the instances of such specs.
+	Secrets SecretResolver
+	Logger  *slog.Logger
 
 	PortMin, PortMax int   // dynamic host port range; default 20000-32767
 	LogMaxBytes      int64 // rotate an instance's log past this size; default 10 MiB

@@ -1,0 +1,46 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"maps"
+
+	"github.com/gantry-dev/gantry/errdefs"
+	"github.com/gantry-dev/gantry/spec"
+)
+
+// SecretResolver opens the secrets a spec references.
+type SecretResolver interface {
+	// ResolveSecrets maps each environment variable of refs (variable ->
+	// secret name) to the secret's value.
+	ResolveSecrets(ctx context.Context, refs map[string]string) (map[string]string, error)
+}
+
+// withSecrets returns sp with its secrets' values added to a copy of its env,
+// for the bundle only: the values are read when an instance starts, so a
+// changed value reaches the instances started after the change.
+func (w *Worker) withSecrets(ctx context.Context, sp *spec.Service) (spec.Service, error) {
+	out := *sp
+	if len(sp.Secrets) == 0 {
+		return out, nil
+	}
+	if w.cfg.Secrets == nil {
+		return out, fmt.Errorf("the spec references secrets but this worker has no secret store: %w", errdefs.ErrInvalid)
+	}
+	vals, err := w.cfg.Secrets.ResolveSecrets(ctx, sp.Secrets)
+	if err != nil {
+		return out, fmt.Errorf("secrets: %w", err)
+	}
+	out.Env = maps.Clone(sp.Env)
+	if out.Env == nil {
+		out.Env = make(map[string]string, len(vals))
+	}
+	for k := range sp.Secrets {
+		v, ok := vals[k]
+		if !ok {
+			return out, fmt.Errorf("secrets.%s: no value for secret %q: %w", k, sp.Secrets[k], errdefs.ErrNotFound)
+		}
+		out.Env[k] = v
+	}
+	return out, nil
+}

@@ -34,6 +34,16 @@ import (
 // arguments; numbers are doubles), service (the target service's name, or
 // "") and labels (its labels, a map of strings). A rule whose condition
 // reads a missing argument or label does not match.
+//
+// exec_instance is off by default: it is refused (rule default/exec-off)
+// unless a rule with effect allow matches the call, e.g.
+//
+//	  - name: allow-exec
+//	    when: tool == "exec_instance" && args.command[0] in ["cat", "ls", "ps"]
+//	    effect: allow
+//
+// or a principal's allow list names it exactly; a needs-approval rule
+// holds it for a human's approval as usual.
 type File struct {
 	Mode       string            `yaml:"mode,omitempty"`
 	Principals []PrincipalPolicy `yaml:"principals,omitempty"`

@@ -11,12 +11,16 @@
 //  3. the rules, in file order: the first whose CEL condition is true
 //     decides with its effect (allow, deny or needs-approval);
 //  4. otherwise the call is allowed (token scopes are checked before the
-//     policy and still apply).
+//     policy and still apply), except for the tools that are off by
+//     default (exec_instance): those are refused with rule "default/…"
+//     unless a rule with effect allow matched or the principal's allow
+//     list names the tool exactly. A nil Policy refuses them too.
 package policy
 
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -70,8 +74,8 @@ type Input struct {
 type Decision struct {
 	Effect Effect
 	// Rule names what decided: "mode/read-only", "mode/no-destructive",
-	// "principal/<name>/allow", "principal/<name>/deny", a rule's name, or
-	// empty for the default.
+	// "principal/<name>/allow", "principal/<name>/deny", a rule's name,
+	// "default/exec-off" (a tool off by default), or empty for the default.
 	Rule string
 	// Reason says why, in words fit for the caller.
 	Reason string
@@ -119,21 +123,24 @@ func (p *Policy) RuleCount() int {
 // Evaluate decides one call.
 func (p *Policy) Evaluate(in Input) Decision {
 	if p == nil {
-		return Decision{Effect: Allow}
+		return defaultDecision(in.Tool, false)
 	}
+	off := OffByDefault(in.Tool)
 	switch {
-	case p.mode == ModeReadOnly && !in.ReadOnly:
+	case p.mode == ModeReadOnly && (!in.ReadOnly || off):
 		return Decision{Effect: Deny, Rule: "mode/read-only",
 			Reason: fmt.Sprintf("the server runs in read-only mode: %s changes the cluster, and only read-only tools may be called", in.Tool)}
-	case p.mode == ModeNoDestructive && in.Destructive:
+	case p.mode == ModeNoDestructive && (in.Destructive || off):
 		return Decision{Effect: Deny, Rule: "mode/no-destructive",
 			Reason: fmt.Sprintf("the server runs in no-destructive mode: %s is destructive (it may replace or remove running instances)", in.Tool)}
 	}
+	explicit := false // the principal's allow list names the tool
 	for i := range p.principals {
 		pl := &p.principals[i]
 		if !principalMatches(pl.name, in.Principal) {
 			continue
 		}
+		explicit = explicit || slices.Contains(pl.allow, in.Tool)
 		if matchAny(pl.deny, in.Tool) {
 			return Decision{Effect: Deny, Rule: "principal/" + pl.name + "/deny",
 				Reason: fmt.Sprintf("%s is on the deny list of principal %s", in.Tool, pl.name)}
@@ -144,7 +151,7 @@ func (p *Policy) Evaluate(in Input) Decision {
 		}
 	}
 	if len(p.rules) == 0 {
-		return Decision{Effect: Allow}
+		return defaultDecision(in.Tool, explicit)
 	}
 	act := newActivation(in)
 	for i := range p.rules {
@@ -164,7 +171,38 @@ func (p *Policy) Evaluate(in Input) Decision {
 			return Decision{Effect: r.effect, Rule: r.name, Reason: r.reason()}
 		}
 	}
-	return Decision{Effect: Allow}
+	return defaultDecision(in.Tool, explicit)
+}
+
+// offByDefault maps the tools that are refused unless the policy allows
+// them explicitly to the rule name of that default refusal.
+var offByDefault = map[string]string{"exec_instance": "default/exec-off"}
+
+// OffByDefault reports whether tool is refused unless a policy allows it
+// explicitly: a rule with effect allow that matches the call, or an allow
+// list of the caller's principal that names the tool (a prefix such as
+// "exec_*" or "*" does not count).
+func OffByDefault(tool string) bool {
+	_, ok := offByDefault[tool]
+	return ok
+}
+
+// defaultDecision decides a call that no rule decided: allowed, unless
+// the tool is off by default and the principal's allow list does not name
+// it (explicit). The reason tells the operator how to turn it on.
+func defaultDecision(tool string, explicit bool) Decision {
+	rule, off := offByDefault[tool]
+	if !off || explicit {
+		return Decision{Effect: Allow}
+	}
+	return Decision{Effect: Deny, Rule: rule, Reason: fmt.Sprintf("%s runs commands inside containers, so it is off unless the server's policy allows it. "+
+		"To enable it, start gantry dev with --policy FILE, where FILE (YAML) has a rule such as:\n"+
+		"rules:\n"+
+		"  - name: allow-%s\n"+
+		"    when: tool == %q && args.command[0] in [\"cat\", \"ls\", \"ps\"]\n"+
+		"    effect: allow    # or needs-approval, to have a human approve each call\n"+
+		"or list %s in a principal's allow list (principals: [{name: admin, allow: [%s, ...]}])",
+		tool, strings.ReplaceAll(tool, "_", "-"), tool, tool, tool)}
 }
 
 // principalMatches reports whether the policy's principal name covers the

@@ -161,3 +161,79 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestExecOffByDefault: exec_instance is refused unless an allow rule or a
+// principal's allow list naming it turns it on; the refusal says how.
+func TestExecOffByDefault(t *testing.T) {
+	const file = `
+principals:
+  - name: ops
+    allow: [list_*, exec_instance]
+  - name: wild
+    allow: ["*"]
+  - name: prefix
+    allow: ["exec_*"]
+rules:
+  - name: allow-exec
+    when: tool == "exec_instance" && args.command[0] in ["cat", "ls", "ps"]
+    effect: allow
+  - name: exec-rm-approval
+    when: tool == "exec_instance" && args.command[0] == "rm"
+    effect: needs-approval
+  - name: no-exec-sh
+    when: tool == "exec_instance" && args.command[0] == "sh"
+    effect: deny
+`
+	p := mustLoad(t, file, ModeNone)
+	empty := mustLoad(t, "", ModeNone)
+	ro := mustLoad(t, file, ModeReadOnly)
+	nd := mustLoad(t, file, ModeNoDestructive)
+	exec := func(who string, argv ...any) Input {
+		return Input{Principal: who, Tool: "exec_instance", Destructive: true, Args: map[string]any{"instance": "web-0-abc", "command": argv}}
+	}
+	cases := []struct {
+		name   string
+		p      *Policy
+		in     Input
+		effect Effect
+		rule   string
+	}{
+		{"nil policy", nil, exec("admin", "cat", "/etc/hostname"), Deny, "default/exec-off"},
+		{"empty policy", empty, exec("admin", "cat", "/etc/hostname"), Deny, "default/exec-off"},
+		{"allow rule", p, exec("admin", "cat", "/etc/hostname"), Allow, "allow-exec"},
+		{"no rule matches", p, exec("admin", "touch", "/x"), Deny, "default/exec-off"},
+		{"needs approval", p, exec("admin", "rm", "/x"), NeedsApproval, "exec-rm-approval"},
+		{"deny rule", p, exec("ops/x1", "sh", "-c", "id"), Deny, "no-exec-sh"},
+		{"principal allow list names it", p, exec("ops/x1", "touch", "/x"), Allow, ""},
+		{"star does not count", p, exec("wild/x1", "touch", "/x"), Deny, "default/exec-off"},
+		{"prefix does not count", p, exec("prefix/x1", "touch", "/x"), Deny, "default/exec-off"},
+		{"missing command arg", p, Input{Principal: "admin", Tool: "exec_instance", Destructive: true}, Deny, "default/exec-off"},
+		{"read-only mode", ro, exec("admin", "cat", "/etc/hostname"), Deny, "mode/read-only"},
+		{"no-destructive mode", nd, exec("admin", "cat", "/etc/hostname"), Deny, "mode/no-destructive"},
+		{"no-destructive without the hint", nd, Input{Principal: "admin", Tool: "exec_instance", Args: map[string]any{"command": []any{"ls"}}}, Deny, "mode/no-destructive"},
+		{"other tools unaffected", empty, Input{Principal: "admin", Tool: "deploy", Destructive: true}, Allow, ""},
+		{"nil policy other tools", nil, Input{Principal: "admin", Tool: "deploy"}, Allow, ""},
+	}
+	for _, c := range cases {
+		d := c.p.Evaluate(c.in)
+		if d.Effect != c.effect || d.Rule != c.rule {
+			t.Errorf("%s: got %s by %q (%s), want %s by %q", c.name, d.Effect, d.Rule, d.Reason, c.effect, c.rule)
+		}
+	}
+	d := empty.Evaluate(exec("admin", "ls"))
+	for _, want := range []string{"--policy", `tool == "exec_instance"`, "effect: allow", "allow list"} {
+		if !strings.Contains(d.Reason, want) {
+			t.Errorf("default refusal does not say %q:\n%s", want, d.Reason)
+		}
+	}
+	// The snippet in the reason is a policy file that enables exec.
+	_, snippet, _ := strings.Cut(d.Reason, "has a rule such as:\n")
+	snippet, _, _ = strings.Cut(snippet, "\nor list")
+	hinted := mustLoad(t, snippet, ModeNone)
+	if got := hinted.Evaluate(exec("admin", "ls", "/")); got.Effect != Allow || got.Rule != "allow-exec-instance" {
+		t.Errorf("the hinted snippet decides %s by %q, want allow by allow-exec-instance; snippet:\n%s", got.Effect, got.Rule, snippet)
+	}
+	if !OffByDefault("exec_instance") || OffByDefault("deploy") {
+		t.Error("OffByDefault: want only exec_instance")
+	}
+}

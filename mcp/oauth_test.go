@@ -53,6 +53,9 @@ func newOAuthEnv(t *testing.T, refresh time.Duration) *oauthEnv {
 	mux.Handle(mcp.ProtectedResourcePath, oa.MetadataHandler())
 	e.gantry = httptest.NewServer(mux)
 	t.Cleanup(e.gantry.Close)
+	// Sessions that raw requests opened end with the test (Serve does this
+	// at shutdown; httptest.Server.Close does not).
+	t.Cleanup(srv.CloseSessions)
 	return e
 }
 

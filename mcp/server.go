@@ -33,6 +33,11 @@ type Config struct {
 	// Resources, when set, serves the gantry:// resources; run
 	// WatchResources to push updates to their subscribers.
 	Resources ResourceSource
+	// Rollouts, when set, enables deploy's wait and the cancel_deploy tool.
+	Rollouts Rollouts
+	// Exec, when set, enables exec_instance, which the policy still
+	// refuses unless a policy file allows it.
+	Exec Executor
 	// Token is the bearer token every HTTP request must carry. Required.
 	Token string
 	// Auth, when set, authenticates requests instead of Token: it maps a
@@ -53,6 +58,13 @@ type Config struct {
 	ApprovalTTL        time.Duration
 	ConfirmDestructive bool
 
+	// SessionIdleTimeout closes a 2025-11-25 HTTP session after this long
+	// without a request from its client (DefaultSessionIdleTimeout when 0);
+	// MaxSessions caps the sessions open at once (DefaultMaxSessions when
+	// 0). Clients of 2026-07-28 are stateless and use no session.
+	SessionIdleTimeout time.Duration
+	MaxSessions        int
+
 	Logger  *slog.Logger
 	Version string
 }
@@ -65,12 +77,14 @@ type Server struct {
 	log      *slog.Logger
 	srv      *sdk.Server
 	handler  http.Handler
+	router   *router
 	auditor  Auditor        // nil: calls are not audited
 	access   Access         // nil: no token and audit tools
 	scopes   sync.Map       // tool name -> the Scope it needs
 	plan     *planTools     // nil without Config.Plans
 	watch    *resourceWatch // nil without Config.Resources
 	over     *overseer      // policy, approvals and confirmations
+	rollouts Rollouts       // nil: deploy cannot wait
 }
 
 // instructions tell connected agents what the server is for.
@@ -119,28 +133,33 @@ func NewServer(cfg Config) (*Server, error) {
 	s.addTools()
 	registerPlanTools(s, cfg)
 	registerOpsTools(s, cfg)
+	registerExecTools(s, cfg)
 	registerPolicy(s, cfg) // before registerAuthTools: its middleware must run inside the scope check
 	registerAuthTools(s)
 	registerIntentFeatures(s, cfg)
+	registerRolloutTools(s, cfg)
 
-	// Stateless: every POST carries everything the server needs (the tools
-	// keep no per-session state), so there are no sessions to leak or expire.
-	// Progress notifications still reach the client on the POST's stream.
-	stream := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return s.srv }, &sdk.StreamableHTTPOptions{
-		Stateless: true,
-		Logger:    slog.New(minLevel{log.Handler(), slog.LevelWarn}).With("component", "mcp-http"),
-	})
+	// One endpoint, two transports: stateful sessions for 2025-11-25 and
+	// older clients, stateless requests for 2026-07-28 (transport.go).
+	s.router = newRouter(s.srv, cfg, log)
 	authn := cfg.Auth
 	if authn == nil {
 		authn = staticAuth{sum: sha256.Sum256([]byte(cfg.Token))}
 	}
-	s.handler = checkOrigin(authenticate(authn, stream))
+	s.handler = checkOrigin(authenticate(authn, s.router))
 	return s, nil
 }
 
 // Handler returns the streamable HTTP endpoint with authentication and
 // origin checks; mount it at /mcp.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// CloseSessions closes every open HTTP session and refuses new ones. Serve
+// does this when it shuts down; call it when serving Handler otherwise.
+func (s *Server) CloseSessions() { s.router.closeAll() }
+
+// OpenSessions returns how many HTTP sessions are open.
+func (s *Server) OpenSessions() int { return s.router.openSessions() }
 
 // MCPServer returns the underlying MCP server, for in-process transports.
 // It performs no authentication: calls that arrive without HTTP are made by

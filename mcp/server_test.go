@@ -73,6 +73,9 @@ func newEnv(t testing.TB) *env {
 	mux.Handle("/mcp", srv.Handler())
 	e.http = httptest.NewServer(mux)
 	t.Cleanup(e.http.Close)
+	// Sessions that raw requests opened end with the test (Serve does this
+	// at shutdown; httptest.Server.Close does not).
+	t.Cleanup(srv.CloseSessions)
 	return e
 }
 

@@ -79,11 +79,13 @@ type NodeStatus struct {
 type NodeEligibilityInput struct {
 	Node     string `json:"node" jsonschema:"the node ID (see list_nodes)"`
 	Eligible bool   `json:"eligible" jsonschema:"false: place no new instances on the node (running ones stay); true: place them again and end a drain"`
+	DryRun   bool   `json:"dry_run,omitempty" jsonschema:"true: change nothing and return the plan (pending instances that would be placed) with a plan ID for apply_plan"`
 }
 
 // DrainNodeInput is the input of drain_node.
 type DrainNodeInput struct {
-	Node string `json:"node" jsonschema:"the node ID (see list_nodes)"`
+	Node   string `json:"node" jsonschema:"the node ID (see list_nodes)"`
+	DryRun bool   `json:"dry_run,omitempty" jsonschema:"true: change nothing and return the plan (instances to stop and where their replacements would go, or that they would stay pending) with a plan ID for apply_plan"`
 }
 
 // NodeSchedulingResult is the output of set_node_eligibility and drain_node.
@@ -93,4 +95,5 @@ type NodeSchedulingResult struct {
 	Draining bool   `json:"draining"`
 	Stopped  int    `json:"stopped" jsonschema:"instances stopped by a drain, to be placed on other nodes (pending when no node can take them)"`
 	Message  string `json:"message"`
+	Plan     *Plan  `json:"plan,omitempty" jsonschema:"set on a dry run: what the change would do; nothing was changed"`
 }

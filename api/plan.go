@@ -28,8 +28,9 @@ const (
 // unchanged.
 type Plan struct {
 	ID      string   `json:"id" jsonschema:"the plan ID to pass to apply_plan"`
-	Action  string   `json:"action" jsonschema:"create, update, scale, remove, restart, rollback or none"`
+	Action  string   `json:"action" jsonschema:"create, update, scale, remove, restart, rollback, drain, set_eligibility or none"`
 	Service string   `json:"service"`
+	Node    string   `json:"node,omitempty" jsonschema:"the node a drain or eligibility plan is about (service is empty then)"`
 	Changes []string `json:"changes,omitempty" jsonschema:"spec field paths that change, e.g. image or env.GREETING"`
 	// FromVersion and ToVersion are the service's spec versions before and
 	// after (0: the service does not exist).

@@ -35,6 +35,9 @@ type target struct {
 // until it settles, the instances created, replaced (rolling, one at a
 // time) and stopped.
 func (b *Backend) Plan(ctx context.Context, req mcp.PlanRequest) (*api.Plan, error) {
+	if nodePlanKind(req) {
+		return b.planNode(req)
+	}
 	t, err := b.target(req)
 	if err != nil {
 		return nil, err
@@ -276,6 +279,9 @@ func plural(n int) string {
 
 // ApplyPlan applies req if the service is unchanged since plan was made.
 func (b *Backend) ApplyPlan(ctx context.Context, req mcp.PlanRequest, plan *api.Plan) (*api.ApplyPlanResult, error) {
+	if nodePlanKind(req) {
+		return b.applyNodePlan(ctx, req, plan)
+	}
 	cur, err := b.Store.Service(req.Service)
 	if err != nil && !errdefs.IsNotFound(err) {
 		return nil, err

@@ -20,16 +20,22 @@ const (
 	PlanRemove   = "remove"
 	PlanRestart  = "restart"
 	PlanRollback = "rollback"
+	// PlanDrain and PlanEligibility are about Node, not a service.
+	PlanDrain       = "drain"
+	PlanEligibility = "eligibility"
 )
 
 // PlanRequest is a change to plan: Kind and Service always, plus Spec for a
-// deploy, Replicas for a scale and Version for a rollback.
+// deploy, Replicas for a scale and Version for a rollback; node plans set
+// Node (and Eligible) instead of Service.
 type PlanRequest struct {
 	Kind     string
 	Service  string
 	Spec     *spec.Service
 	Replicas int
 	Version  int
+	Node     string // PlanDrain, PlanEligibility
+	Eligible bool   // PlanEligibility
 }
 
 // Planner computes what a change would do and applies it later. Plan

@@ -137,11 +137,14 @@ func registerOpsTools(s *Server, cfg Config) {
 	addTool(s, &sdk.Tool{
 		Name: api.ToolSetNodeEligibility,
 		Description: "Mark a node eligible or ineligible for new instances. Ineligible: the scheduler places nothing new there, running instances stay. " +
-			"Eligible again also ends a drain.",
+			"Eligible again also ends a drain. With dry_run true nothing changes and the plan (pending instances that would be placed) is returned with a plan ID for apply_plan.",
 		Annotations: mutating("Set node eligibility", false, false),
 	}, func(ctx context.Context, _ *sdk.CallToolRequest, in api.NodeEligibilityInput) (api.NodeSchedulingResult, string, error) {
 		if err := validateNodeID(in.Node); err != nil {
 			return api.NodeSchedulingResult{}, "", err
+		}
+		if in.DryRun {
+			return s.dryRunNode(ctx, api.ToolSetNodeEligibility, PlanRequest{Kind: PlanEligibility, Node: in.Node, Eligible: in.Eligible})
 		}
 		res, err := ops.SetNodeScheduling(ctx, in.Node, in.Eligible, false)
 		return nodeResult(api.ToolSetNodeEligibility, res, err)
@@ -149,11 +152,14 @@ func registerOpsTools(s *Server, cfg Config) {
 	addTool(s, &sdk.Tool{
 		Name: api.ToolDrainNode,
 		Description: "Drain a node: mark it ineligible and stop its instances so the scheduler places them on other nodes; with no other node that can take them they stay pending. " +
-			"Undo with set_node_eligibility eligible true.",
+			"Undo with set_node_eligibility eligible true. With dry_run true nothing changes and the plan (instances to stop, where their replacements would go or why they would stay pending) is returned with a plan ID for apply_plan.",
 		Annotations: mutating("Drain node", true, false),
 	}, func(ctx context.Context, _ *sdk.CallToolRequest, in api.DrainNodeInput) (api.NodeSchedulingResult, string, error) {
 		if err := validateNodeID(in.Node); err != nil {
 			return api.NodeSchedulingResult{}, "", err
+		}
+		if in.DryRun {
+			return s.dryRunNode(ctx, api.ToolDrainNode, PlanRequest{Kind: PlanDrain, Node: in.Node})
 		}
 		res, err := ops.SetNodeScheduling(ctx, in.Node, false, true)
 		return nodeResult(api.ToolDrainNode, res, err)

@@ -37,8 +37,8 @@ func registerPlanTools(s *Server, cfg Config) {
 	s.plan = &planTools{planner: cfg.Plans, history: cfg.History, store: newPlanStore(nil)}
 	addTool(s, &sdk.Tool{
 		Name: api.ToolApplyPlan,
-		Description: "Apply a plan made by a dry run (deploy, scale_service, remove_service, restart_service or rollback_service with dry_run true). " +
-			"The plan is applied only if the service is still exactly as the plan saw it; otherwise it is refused with what changed, and you should plan again. " +
+		Description: "Apply a plan made by a dry run (deploy, scale_service, remove_service, restart_service, rollback_service, drain_node or set_node_eligibility with dry_run true). " +
+			"The plan is applied only if the service (or the node and its instances) is still exactly as the plan saw it; otherwise it is refused with what changed, and you should plan again. " +
 			"Plans expire after 15 minutes and are used once.",
 		Annotations: mutating("Apply plan", true, false),
 	}, s.applyPlan)

@@ -25,6 +25,8 @@ type DeployInput struct {
 	SpecYAML string         `json:"spec_yaml,omitempty" jsonschema:"the service spec as YAML or JSON text (use this or spec)"`
 	Spec     map[string]any `json:"spec,omitempty" jsonschema:"the service spec as a JSON object (use this or spec_yaml)"`
 	DryRun   bool           `json:"dry_run,omitempty" jsonschema:"true: change nothing and return the plan (fields changed, instances to create, replace and stop) with a plan ID for apply_plan"`
+	Wait     bool           `json:"wait,omitempty" jsonschema:"true: return only when the rollout is finished (every replica of the new version ready), failed or timed out, with progress notifications meanwhile; cancelling the call reverts the deploy"`
+	Timeout  string         `json:"timeout,omitempty" jsonschema:"with wait: how long to wait, e.g. 90s or 10m (default 5m, at most 1h)"`
 }
 
 // DeployResult says what a deploy changed.
@@ -37,6 +39,7 @@ type DeployResult struct {
 	Desired int      `json:"desired"`
 	Message string   `json:"message"`
 	Plan    *Plan    `json:"plan,omitempty" jsonschema:"set on a dry run: what the deploy would do; nothing was changed"`
+	Rollout *Rollout `json:"rollout,omitempty" jsonschema:"set with wait: how the rollout ended"`
 }
 
 // NameInput names a service.

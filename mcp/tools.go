@@ -132,11 +132,15 @@ func addTool[In, Out any](s *Server, t *sdk.Tool, h handler[In, Out]) {
 	})
 }
 
-func (s *Server) deploy(ctx context.Context, _ *sdk.CallToolRequest, in api.DeployInput) (api.DeployResult, string, error) {
+func (s *Server) deploy(ctx context.Context, req *sdk.CallToolRequest, in api.DeployInput) (api.DeployResult, string, error) {
 	var (
 		data []byte
 		file string
 	)
+	timeout, err := s.checkWait(in)
+	if err != nil {
+		return api.DeployResult{}, "", err
+	}
 	switch {
 	case in.SpecYAML != "" && in.Spec != nil:
 		return api.DeployResult{}, "", invalidf("both spec_yaml and spec are set: pass the service spec once, either as YAML text in spec_yaml or as a JSON object in spec")
@@ -146,7 +150,6 @@ func (s *Server) deploy(ctx context.Context, _ *sdk.CallToolRequest, in api.Depl
 		}
 		data, file = []byte(in.SpecYAML), "spec_yaml"
 	case in.Spec != nil:
-		var err error
 		if data, err = json.Marshal(in.Spec); err != nil {
 			return api.DeployResult{}, "", invalidf("spec cannot be encoded as JSON (%v): pass a plain JSON object", err)
 		}
@@ -188,6 +191,9 @@ func (s *Server) deploy(ctx context.Context, _ *sdk.CallToolRequest, in api.Depl
 	if res.Message != "" {
 		b.WriteString(". ")
 		b.WriteString(res.Message)
+	}
+	if in.Wait {
+		return s.deployAndWait(ctx, req, res, b.String(), timeout)
 	}
 	return *res, b.String(), nil
 }

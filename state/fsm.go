@@ -209,7 +209,7 @@ func (a *applier) putService(op PutService) error {
 	svc.ModifyIndex = a.index
 	svc.UpdatedAt = a.now
 	a.insert(tableServices, &svc)
-	a.recordHistory(&svc, old)
+	a.recordHistory(&svc, old, op.Cause)
 	return nil
 }
 

@@ -32,8 +32,9 @@ type SpecVersion struct {
 	Service string       `json:"service"`
 	Version int          `json:"version"`
 	Spec    spec.Service `json:"spec"`
-	// Cause is CauseDeploy (a spec change, including a rollback) or
-	// CauseRestart (same spec, new version to roll the instances).
+	// Cause is CauseDeploy (a spec change, including a rollback),
+	// CauseRestart (same spec, new version to roll the instances) or the
+	// cause a PutService gave (a cancelled deploy's revert).
 	Cause string    `json:"cause"`
 	Index uint64    `json:"index"` // Raft index that recorded it
 	Time  time.Time `json:"time"`
@@ -91,12 +92,16 @@ func (a *applier) restartService(op RestartService) error {
 }
 
 // recordHistory stores svc's spec as a new version when its Version differs
-// from old's (or old is nil). Called by putService after the insert.
-func (a *applier) recordHistory(svc, old *Service) {
+// from old's (or old is nil), with cause (CauseDeploy when empty). Called by
+// putService after the insert.
+func (a *applier) recordHistory(svc, old *Service, cause string) {
 	if old != nil && old.Version == svc.Version {
 		return
 	}
-	a.putHistory(svc, CauseDeploy)
+	if cause == "" {
+		cause = CauseDeploy
+	}
+	a.putHistory(svc, cause)
 }
 
 func (a *applier) putHistory(svc *Service, cause string) {

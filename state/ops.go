@@ -30,6 +30,9 @@ type PutService struct {
 	// ExpectModifyIndex, when not 0, makes the put conditional: it fails with
 	// errdefs.ErrConflict unless the stored service has this ModifyIndex.
 	ExpectModifyIndex uint64 `json:"expect_modify_index,omitempty"`
+	// Cause, when set, is recorded in the history instead of CauseDeploy
+	// when the put makes a new version (e.g. "deploy of version 4 cancelled").
+	Cause string `json:"cause,omitempty"`
 }
 
 // DeleteService removes a service record. It does not touch the service's

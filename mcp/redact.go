@@ -84,6 +84,11 @@ func redactValue(key string, v any, depth int) any {
 				out[k] = redactEnv(val)
 			case strings.EqualFold(k, "spec_yaml"):
 				out[k] = redactYAML(val, depth)
+			case depth == 0 && strings.EqualFold(k, "value"):
+				// set_secret's value: the key name says nothing, so a
+				// top-level value argument is never recorded, whatever the
+				// tool.
+				out[k] = redacted
 			default:
 				out[k] = redactValue(k, val, depth+1)
 			}

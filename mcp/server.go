@@ -33,6 +33,8 @@ type Config struct {
 	// Resources, when set, serves the gantry:// resources; run
 	// WatchResources to push updates to their subscribers.
 	Resources ResourceSource
+	// Secrets, when set, enables set_secret, list_secrets and delete_secret.
+	Secrets SecretStore
 	// Rollouts, when set, enables deploy's wait and the cancel_deploy tool.
 	Rollouts Rollouts
 	// Exec, when set, enables exec_instance, which the policy still
@@ -137,6 +139,7 @@ func NewServer(cfg Config) (*Server, error) {
 	registerPolicy(s, cfg) // before registerAuthTools: its middleware must run inside the scope check
 	registerAuthTools(s)
 	registerIntentFeatures(s, cfg)
+	registerSecretTools(s, cfg)
 	registerRolloutTools(s, cfg)
 
 	// One endpoint, two transports: stateful sessions for 2025-11-25 and

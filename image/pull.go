@@ -44,36 +44,9 @@ func (s *Store) Pull(ctx context.Context, ref string, progress func(Progress)) (
 	start := time.Now()
 	opts := s.remoteOptions(ctx)
 
-	desc, err := remote.Get(r, opts...)
+	img, dgst, err := s.resolve(r, opts)
 	if err != nil {
-		return nil, registryError(r, err)
-	}
-	var img v1.Image
-	switch {
-	case desc.MediaType.IsIndex():
-		idx, err := desc.ImageIndex()
-		if err != nil {
-			return nil, registryError(r, err)
-		}
-		img, err = s.pickPlatform(idx, norm)
-		if err != nil {
-			return nil, registryError(r, err)
-		}
-	case desc.MediaType == types.DockerManifestSchema1 || desc.MediaType == types.DockerManifestSchema1Signed:
-		return nil, errdefs.WithHint(fmt.Errorf("image %s: docker schema 1 manifests are not supported: %w", norm, errdefs.ErrInvalid),
-			"rebuild and push the image with a current docker or buildkit")
-	default:
-		img, err = desc.Image()
-		if err != nil {
-			return nil, registryError(r, err)
-		}
-	}
-	dgst, err := img.Digest()
-	if err != nil {
-		return nil, registryError(r, err)
-	}
-	if d, ok := r.(name.Digest); ok && !desc.MediaType.IsIndex() && d.DigestStr() != dgst.String() {
-		return nil, fmt.Errorf("image %s: registry sent manifest %s, not the digest asked for: %w", norm, dgst, errdefs.ErrInvalid)
+		return nil, err
 	}
 
 	refs := []string{norm, r.Context().Digest(dgst.String()).Name()}
@@ -99,6 +72,46 @@ func (s *Store) Pull(ctx context.Context, ref string, progress func(Progress)) (
 	}
 	log.Info("pulled image", "digest", rec.Digest, "layers", len(rec.Layers), "bytes", rec.Size, "took", time.Since(start).Round(time.Millisecond))
 	return rec.image(norm), nil
+}
+
+// resolve fetches ref's manifest (picking the store's platform from an
+// index) and returns the image, whose config and layers are fetched only
+// when read, and its manifest digest.
+func (s *Store) resolve(r name.Reference, opts []remote.Option) (v1.Image, v1.Hash, error) {
+	norm := r.Name()
+	desc, err := remote.Get(r, opts...)
+	if err != nil {
+		return nil, v1.Hash{}, registryError(r, err)
+	}
+	var img v1.Image
+	switch {
+	case desc.MediaType.IsIndex():
+		idx, err := desc.ImageIndex()
+		if err != nil {
+			return nil, v1.Hash{}, registryError(r, err)
+		}
+		img, err = s.pickPlatform(idx, norm)
+		if err != nil {
+			return nil, v1.Hash{}, registryError(r, err)
+		}
+	case desc.MediaType == types.DockerManifestSchema1 || desc.MediaType == types.DockerManifestSchema1Signed:
+		return nil, v1.Hash{}, errdefs.WithHint(fmt.Errorf("image %s: docker schema 1 manifests are not supported: %w", norm, errdefs.ErrInvalid),
+			"rebuild and push the image with a current docker or buildkit")
+	default:
+		img, err = desc.Image()
+		if err != nil {
+			return nil, v1.Hash{}, registryError(r, err)
+		}
+	}
+	dgst, err := img.Digest()
+	if err != nil {
+		return nil, v1.Hash{}, registryError(r, err)
+	}
+	if d, ok := r.(name.Digest); ok && !desc.MediaType.IsIndex() && d.DigestStr() != dgst.String() {
+		return nil, v1.Hash{}, fmt.Errorf("image %s: registry sent manifest %s, not the digest asked for: %w", norm, dgst, errdefs.ErrInvalid)
+	}
+
+	return img, dgst, nil
 }
 
 // parseRef parses and normalises ref, marking the registry insecure when it

@@ -54,11 +54,7 @@ func BridgeTLS(parent context.Context, endpoint, token string, tlsConf *tls.Conf
 	if !ok {
 		rc = io.NopCloser(in)
 	}
-	local, err := (&sdk.IOTransport{Reader: rc, Writer: nopWriteCloser{out}}).Connect(ctx)
-	if err != nil {
-		_ = remote.Close()
-		return fmt.Errorf("opening stdio: %w", err)
-	}
+	local := newStdio(rc, out)
 
 	b := &bridge{endpoint: endpoint, local: local, remote: remote, rt: rt, pending: map[jsonrpc.ID]bool{}, settled: make(chan struct{}, 1)}
 	var (
@@ -70,7 +66,7 @@ func BridgeTLS(parent context.Context, endpoint, token string, tlsConf *tls.Conf
 	stop := func() {
 		stopOnce.Do(func() {
 			cancel()
-			_ = local.Close()
+			local.close()
 			_ = remote.Close()
 		})
 	}
@@ -83,7 +79,7 @@ func BridgeTLS(parent context.Context, endpoint, token string, tlsConf *tls.Conf
 	go func() {
 		defer wg.Done()
 		defer stop()
-		downErr = b.down(ctx)
+		downErr = b.down(ctx, &wg)
 	}()
 	wg.Wait()
 	switch {
@@ -99,7 +95,7 @@ func BridgeTLS(parent context.Context, endpoint, token string, tlsConf *tls.Conf
 
 type bridge struct {
 	endpoint string
-	local    sdk.Connection // stdio side
+	local    *stdio         // stdio side
 	remote   sdk.Connection // HTTP side
 	rt       *bearerTransport
 	// fatal is an endpoint error no retry will fix, seen while sending.
@@ -117,7 +113,14 @@ type bridge struct {
 // notifications and responses are sent in order.
 func (b *bridge) up(ctx context.Context, wg *sync.WaitGroup) error {
 	for {
-		msg, err := b.local.Read(ctx)
+		msg, err := b.local.read(ctx)
+		var bad *badLine
+		if errors.As(err, &bad) {
+			// A line that is not a JSON-RPC message gets an error reply
+			// (parse error, or invalid request); the bridge carries on.
+			_ = b.local.reply(bad)
+			continue
+		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				// The client sent everything: deliver the answers it awaits
@@ -167,7 +170,7 @@ func (b *bridge) send(ctx context.Context, msg jsonrpc.Message) {
 	}
 	b.track(req.ID, false)
 	// Reply even when the bridge is stopping: the client is still reading.
-	_ = b.local.Write(context.WithoutCancel(ctx), &jsonrpc.Response{ID: req.ID, Error: &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: text}})
+	_ = b.local.write(&jsonrpc.Response{ID: req.ID, Error: &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: text}})
 }
 
 // drainTimeout bounds how long the bridge waits, after the client closed
@@ -222,7 +225,7 @@ func (b *bridge) remoteError() error {
 }
 
 // down copies messages from the endpoint to the stdio client.
-func (b *bridge) down(ctx context.Context) error {
+func (b *bridge) down(ctx context.Context, wg *sync.WaitGroup) error {
 	for {
 		msg, err := b.remote.Read(ctx)
 		if err != nil {
@@ -242,10 +245,11 @@ func (b *bridge) down(ctx context.Context) error {
 				}
 				if json.Unmarshal(resp.Result, &res) == nil && res.ProtocolVersion != "" {
 					b.rt.version.Store(&res.ProtocolVersion)
+					b.startListening(ctx, wg, res.ProtocolVersion)
 				}
 			}
 		}
-		err = b.local.Write(ctx, msg)
+		err = b.local.write(msg)
 		if isResp {
 			b.track(resp.ID, false)
 		}
@@ -280,6 +284,4 @@ func (t *bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-type nopWriteCloser struct{ io.Writer }
 
-func (nopWriteCloser) Close() error { return nil }

@@ -283,5 +283,3 @@ func (t *bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	return resp, err
 }
-
-

@@ -22,6 +22,9 @@ type Backend struct {
 	Store   *state.Store
 	Images  *image.Store
 	LogPath func(instanceID string) string
+	// Secrets, when set, enables the secret tools and scrubs secret values
+	// from service logs.
+	Secrets *Secrets
 }
 
 var (
@@ -36,6 +39,9 @@ const maxLogBytes = 256 << 10
 // bumps the spec version, which rolls the instances.
 func (b *Backend) Deploy(ctx context.Context, svc *spec.Service) (*api.DeployResult, error) {
 	if err := svc.Validate(); err != nil {
+		return nil, err
+	}
+	if err := b.checkSecretRefs(svc); err != nil {
 		return nil, err
 	}
 	// Another deploy of the same service may land between the read and the
@@ -259,6 +265,7 @@ func (b *Backend) Logs(ctx context.Context, in api.LogsInput) (*api.LogsResult, 
 	}
 	insts, _ := b.Store.Instances(state.InstanceFilter{Service: in.Name})
 	res := &api.LogsResult{Service: in.Name, Instances: []api.LogBlock{}}
+	scrub := b.SecretScrubber(in.Name)
 	budget := maxLogBytes
 	found := false
 	for _, inst := range insts {
@@ -270,6 +277,7 @@ func (b *Backend) Logs(ctx context.Context, in api.LogsInput) (*api.LogsResult, 
 		if err != nil && !errdefs.IsNotFound(err) {
 			lines = []string{fmt.Sprintf("(log unavailable: %v)", err)}
 		}
+		lines = scrub.Lines(lines)
 		for _, l := range lines {
 			budget -= len(l) + 1
 		}

@@ -49,6 +49,7 @@ func (b *Backend) filteredLogs(ctx context.Context, in api.LogsInput) (*api.Logs
 	insts, _ := b.Store.Instances(state.InstanceFilter{Service: in.Name})
 	res := &api.LogsResult{Service: in.Name, Instances: []api.LogBlock{}}
 	var notes []string
+	scrub := b.SecretScrubber(in.Name)
 	if !since.IsZero() {
 		notes = append(notes, "log lines carry no timestamps: since leaves out logs last written before it, and an instance running from before it may show older lines")
 	}
@@ -74,6 +75,8 @@ func (b *Backend) filteredLogs(ctx context.Context, in api.LogsInput) (*api.Logs
 		if err != nil && !errdefs.IsNotFound(err) {
 			lines = []string{fmt.Sprintf("(log unavailable: %v)", err)}
 		}
+		// Before grep, so that grep cannot probe for a secret's value.
+		lines = scrub.Lines(lines)
 		var kept []string
 		for _, l := range lines {
 			if match(l) {

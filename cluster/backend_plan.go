@@ -81,6 +81,9 @@ func (b *Backend) target(req mcp.PlanRequest) (*target, error) {
 		if err := req.Spec.Validate(); err != nil {
 			return nil, err
 		}
+		if err := b.checkSecretRefs(req.Spec); err != nil {
+			return nil, err
+		}
 		if cur == nil {
 			t.action = api.ActionCreate
 			t.next = &state.Service{Name: req.Spec.Name, Spec: *req.Spec, Version: 1}
@@ -114,6 +117,9 @@ func (b *Backend) target(req mcp.PlanRequest) (*target, error) {
 		}
 		s := old.Spec
 		s.Replicas = cur.Spec.Replicas // a rollback restores the spec, not the scale
+		if err := b.checkSecretRefs(&s); err != nil {
+			return nil, err
+		}
 		return t.withSpec(s, api.ActionRollback), nil
 	}
 	return nil, fmt.Errorf("plan kind %q is unknown: %w", req.Kind, errdefs.ErrInvalid)

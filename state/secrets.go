@@ -47,7 +47,10 @@ type Secret struct {
 	Name string `json:"name"`
 	// Sealed is nonce || AES-256-GCM ciphertext and tag, with the name as
 	// additional data: a value copied under another name does not open.
-	Sealed    []byte    `json:"sealed"`
+	Sealed []byte `json:"sealed"`
+	// Previous is the value before the last replace, sealed the same way,
+	// kept so that output written with it can still be scrubbed.
+	Previous  []byte    `json:"previous,omitempty"`
 	Version   uint64    `json:"version"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
@@ -101,7 +104,7 @@ func secretsTable() *memdb.TableSchema {
 func (a *applier) putSecret(op PutSecret) error {
 	s := Secret{Name: op.Name, Sealed: op.Sealed, Version: 1, CreatedAt: a.now, UpdatedAt: a.now, CreateIndex: a.index, ModifyIndex: a.index}
 	if old, _ := must(a.txn.First(tableSecrets, indexID, op.Name)).(*Secret); old != nil {
-		s.Version, s.CreatedAt, s.CreateIndex = old.Version+1, old.CreatedAt, old.CreateIndex
+		s.Version, s.CreatedAt, s.CreateIndex, s.Previous = old.Version+1, old.CreatedAt, old.CreateIndex, old.Sealed
 	}
 	a.insert(tableSecrets, &s)
 	return nil

@@ -113,6 +113,9 @@ func TestSecretsInState(t *testing.T) {
 	if err != nil || sec.Version != 2 || sec.CreatedAt.IsZero() || sec.UpdatedAt.Before(sec.CreatedAt) || sec.CreateIndex >= sec.ModifyIndex {
 		t.Fatalf("secret after replace = %+v, %v", sec, err)
 	}
+	if !bytes.Equal(sec.Previous, sealed) {
+		t.Error("a replace does not keep the previous sealed value")
+	}
 	if got, err := k.Open("db-password", sec.Sealed); err != nil || string(got) != plain {
 		t.Fatalf("stored value opens to %q, %v", got, err)
 	}

@@ -30,6 +30,7 @@ const require = createRequire(join(tools, "package.json"));
 const { Client } = require("@modelcontextprotocol/sdk/client/index.js");
 const { StreamableHTTPClientTransport } = require("@modelcontextprotocol/sdk/client/streamableHttp.js");
 const { StdioClientTransport, getDefaultEnvironment } = require("@modelcontextprotocol/sdk/client/stdio.js");
+const { ResourceUpdatedNotificationSchema } = require("@modelcontextprotocol/sdk/types.js");
 // Not require(".../package.json"): the SDK's exports map that to dist/.
 const sdkVersion = JSON.parse(readFileSync(join(tools, "node_modules/@modelcontextprotocol/sdk/package.json"), "utf8")).version;
 
@@ -65,6 +66,8 @@ async function poll(what, timeoutMs, fn) {
 async function exercise(transportName, transport) {
   const t0 = Date.now();
   const client = new Client({ name: `gantry-ts-e2e-${transportName}`, version: "1.0.0" });
+  const updated = [];
+  client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => { updated.push(n.params.uri); });
   await client.connect(transport);
   try {
     if ("protocolVersion" in transport) {
@@ -89,6 +92,10 @@ async function exercise(transportName, transport) {
 
     const name = `ts-${transportName}-${process.pid}`;
     const marker = `gantry-ts-sdk-e2e ${transportName} ${process.pid}`;
+    // A 2025-11-25 session hears of changes to a subscribed resource
+    // (over HTTP on its GET stream; over stdio through gantry mcp).
+    const uri = `gantry://services/${name}`;
+    await client.subscribeResource({ uri });
     const deployed = await call(client, "deploy", {
       spec: {
         name, image, replicas: 1,
@@ -104,6 +111,8 @@ async function exercise(transportName, transport) {
       return { done: s.running === 1 && s.instances.length === 1 && s.instances[0].state === "running", value: s };
     });
     assert(running.name === name && running.image === image, "get_service shows the spec", running);
+    await poll(`notifications/resources/updated for ${uri}`, 10_000, async () => ({ done: updated.includes(uri), value: updated }));
+    await client.unsubscribeResource({ uri });
     const instance = running.instances[0].id;
 
     // The same status as a resource, and the prompts, through the SDK.

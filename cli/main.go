@@ -83,6 +83,7 @@ func builtins() []command {
 		{"reject", "reject a held tool call", func(ctx context.Context, a *app, args []string) error { return newDecideCmd(a, false).Run(ctx, args) }},
 		{"events", "list the cluster's events, or a service's", func(ctx context.Context, a *app, args []string) error { return newEventsCmd(a).Run(ctx, args) }},
 		{"explain", "explain why a service's instances are not running", func(ctx context.Context, a *app, args []string) error { return newExplainCmd(a).Run(ctx, args) }},
+		{"exec", "run a command in a running instance (if the server's policy allows it)", func(ctx context.Context, a *app, args []string) error { return newExecCmd(a).Run(ctx, args) }},
 		{"cluster", "show nodes, services and instances at a glance", func(ctx context.Context, a *app, args []string) error { return newClusterCmd(a).Run(ctx, args) }},
 		{"drain", "move a node's instances elsewhere and place nothing new on it", func(ctx context.Context, a *app, args []string) error { return newDrainCmd(a).Run(ctx, args) }},
 		{"eligible", "mark a node eligible or not for new instances", func(ctx context.Context, a *app, args []string) error { return newEligibleCmd(a).Run(ctx, args) }},
@@ -143,6 +144,12 @@ func exitCode(name string, err error, stderr io.Writer) int {
 	prefix := "gantry"
 	if name != "" {
 		prefix += " " + name
+	}
+	if code, msg, ok := exitOf(err); ok { // gantry exec: the command's own exit code
+		if msg != "" {
+			fmt.Fprintf(stderr, "%s: %s\n", prefix, msg)
+		}
+		return code
 	}
 	switch {
 	case err == nil, errors.Is(err, errHelp):

@@ -239,7 +239,8 @@ func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoi
 		log.Info("policy in force", "file", o.Policy.File, "mode", string(pol.Mode()), "rules", pol.RuleCount(), "confirm_destructive", o.Policy.ConfirmDestructive)
 	}
 	srv, err := mcp.NewServer(mcp.Config{Services: be, Images: be, Plans: be, History: be, Ops: be, Token: token, Logger: log, Version: Version,
-		Auth: authn, Audit: audit, Access: auth, Resources: be, Policy: pol, Oversight: be, ConfirmDestructive: o.Policy.ConfirmDestructive})
+		Auth: authn, Audit: audit, Access: auth, Resources: be, Policy: pol, Oversight: be, ConfirmDestructive: o.Policy.ConfirmDestructive,
+		Exec: &InstanceExec{Store: st, Node: o.NodeName, Worker: wk}})
 	if err != nil {
 		return err
 	}

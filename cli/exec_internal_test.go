@@ -34,6 +34,8 @@ func (s *scriptedExec) Exec(_ context.Context, req mcp.ExecRequest) (*api.ExecRe
 	return res, nil
 }
 
+func (s *scriptedExec) ServiceOf(context.Context, string) (string, bool) { return "web", true }
+
 func execServer(t *testing.T, pol *policy.Policy) (*scriptedExec, string) {
 	t.Helper()
 	c := mcptest.New()

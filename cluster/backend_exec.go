@@ -59,6 +59,15 @@ func (e *InstanceExec) Exec(ctx context.Context, req mcp.ExecRequest) (*api.Exec
 	return res, nil
 }
 
+// ServiceOf returns the service of an instance, for policy rules.
+func (e *InstanceExec) ServiceOf(_ context.Context, instance string) (string, bool) {
+	in, err := e.Store.Instance(instance)
+	if err != nil {
+		return "", false
+	}
+	return in.Service, true
+}
+
 func orState(s string) string {
 	if s == "" {
 		return "not started yet"

@@ -48,6 +48,8 @@ type overseer struct {
 	confirm   bool     // ask for confirmation of destructive calls by elicitation
 	hints     sync.Map // tool name -> *sdk.ToolAnnotations
 	planStore func() *planStore
+	// serviceOf maps an "instance" argument to its service (nil: unknown).
+	serviceOf func(ctx context.Context, instance string) (string, bool)
 }
 
 // registerPolicy installs the policy middleware and the approval tools. It
@@ -122,6 +124,9 @@ func (o *overseer) input(ctx context.Context, p Principal, tool string, args map
 		in.Destructive = ann.DestructiveHint == nil || *ann.DestructiveHint
 	}
 	in.Service, _ = args["name"].(string)
+	if id, ok := args["instance"].(string); ok && in.Service == "" && o.serviceOf != nil {
+		in.Service, _ = o.serviceOf(ctx, id)
+	}
 	var newLabels map[string]string
 	if tool == api.ToolDeploy {
 		if svc := specOf(args); svc != nil {

@@ -31,6 +31,9 @@ type ExecRequest struct {
 // errdefs.ErrConflict with its state in the message.
 type Executor interface {
 	Exec(ctx context.Context, req ExecRequest) (*api.ExecResult, error)
+	// ServiceOf returns the service an instance belongs to, so that policy
+	// rules about a service and its labels apply to exec_instance too.
+	ServiceOf(ctx context.Context, instance string) (service string, ok bool)
 }
 
 // exec_instance limits.
@@ -49,6 +52,7 @@ func registerExecTools(s *Server, cfg Config) {
 		return
 	}
 	ex := cfg.Exec
+	s.overseer().serviceOf = ex.ServiceOf
 	addTool(s, needs(ScopeOperate, &sdk.Tool{
 		Name: api.ToolExecInstance,
 		Description: "Run a command in a running instance's container, as the container's own process runs (same user, environment, working directory and capabilities), and return its exit code, " +

@@ -44,6 +44,11 @@ func (f *fakeExec) Exec(_ context.Context, req mcp.ExecRequest) (*api.ExecResult
 	return res, nil
 }
 
+func (f *fakeExec) ServiceOf(_ context.Context, instance string) (string, bool) {
+	svc, _, ok := strings.Cut(instance, "-")
+	return svc, ok
+}
+
 func (f *fakeExec) last() mcp.ExecRequest {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -78,6 +83,9 @@ func execArgs(instance string, cmd ...string) map[string]any {
 
 const allowCat = `
 rules:
+  - name: not-in-db
+    when: tool == "exec_instance" && service == "db"
+    effect: deny
   - name: allow-exec
     when: tool == "exec_instance" && args.command[0] in ["cat", "ls", "ps"]
     effect: allow
@@ -173,6 +181,8 @@ func TestExecAllowedByPolicy(t *testing.T) {
 		t.Errorf("held or refused calls reached the cluster")
 	}
 
+	// Rules see the instance's service.
+	wantToolError(t, call(t, cs, api.ToolExecInstance, execArgs("db-0-xyz", "cat", "/x")), "not-in-db")
 	wantToolError(t, call(t, cs, api.ToolExecInstance, execArgs("web-1-def", "cat", "/x")), "backoff, not running")
 	wantToolError(t, call(t, cs, api.ToolExecInstance, execArgs("web-9-zzz", "cat", "/x")), `instance "web-9-zzz" not found`, "get_service")
 

@@ -38,6 +38,7 @@ import (
 // exec_instance is off by default: it is refused (rule default/exec-off)
 // unless a rule with effect allow matches the call, e.g.
 //
+//	rules:
 //	  - name: allow-exec
 //	    when: tool == "exec_instance" && args.command[0] in ["cat", "ls", "ps"]
 //	    effect: allow

@@ -46,9 +46,13 @@ type slowImages struct {
 
 func (s *slowImages) PullImage(ctx context.Context, _ string, _ func(done, total int64)) (*api.Image, error) {
 	close(s.started)
-	<-ctx.Done()
-	close(s.cancelled)
-	return nil, ctx.Err()
+	select {
+	case <-ctx.Done():
+		close(s.cancelled)
+		return nil, ctx.Err()
+	case <-time.After(10 * time.Second): // never hang the test
+		return nil, errors.New("not cancelled")
+	}
 }
 
 // newSessionEnv serves a server configured by edit, with alice's and
@@ -248,11 +252,18 @@ func TestServeClosesSessions(t *testing.T) {
 	_ = e
 }
 
-// notifications/cancelled reaches the tool's context on a session.
-func TestCancellationReachesToolOnSession(t *testing.T) {
+// Cancelling a call reaches the tool's context: on a 2025-11-25 session
+// by notifications/cancelled, on 2026-07-28 by the dropped request.
+func TestCancellationReachesTool(t *testing.T) {
+	for _, version := range []string{legacyVersion, "2026-07-28"} {
+		t.Run(version, func(t *testing.T) { testCancellation(t, version) })
+	}
+}
+
+func testCancellation(t *testing.T, version string) {
 	slow := &slowImages{Cluster: mcptest.New(), started: make(chan struct{}), cancelled: make(chan struct{})}
 	e, _, _ := newSessionEnv(t, func(c *mcp.Config) { c.Images = slow })
-	cs := e.connectAs(t, "alice-token", legacyVersion, nil)
+	cs := e.connectAs(t, "alice-token", version, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
@@ -268,7 +279,7 @@ func TestCancellationReachesToolOnSession(t *testing.T) {
 	select {
 	case <-slow.cancelled:
 	case <-time.After(5 * time.Second):
-		t.Fatal("the tool's context was not cancelled within 5s of notifications/cancelled")
+		t.Fatal("the tool's context was not cancelled within 5s of the client's cancel")
 	}
 	if err := <-errc; err == nil {
 		t.Error("the cancelled call returned no error")

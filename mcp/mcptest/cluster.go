@@ -5,7 +5,8 @@
 // in package cluster and is tested with real parts.
 //
 // Conventions that let tests provoke failures: an image whose reference
-// contains "crash" makes instances go to backoff (exit code 1); pulling a
+// contains "crash" makes instances go to backoff (exit code 1), one whose
+// reference contains "slow" leaves them starting until Advance; pulling a
 // reference containing "missing" fails with errdefs.ErrNotFound; SetPanic
 // makes a method panic.
 package mcptest
@@ -43,6 +44,7 @@ type Cluster struct {
 	panicOn  string
 	nextID   int
 	now      func() time.Time
+	changed  chan struct{} // closed by the rollout helpers (rollout.go)
 }
 
 type service struct {
@@ -52,6 +54,7 @@ type service struct {
 	events    []api.Event
 	created   time.Time
 	updated   time.Time
+	prev      spec.Service // the spec of version-1, for RevertRollout
 }
 
 // New returns an empty cluster with one node.
@@ -123,6 +126,7 @@ func (c *Cluster) Deploy(ctx context.Context, svc *spec.Service) (*api.DeployRes
 		}
 		res.Changed = true
 		s.version++
+		s.prev = s.spec
 		s.spec = *svc
 		s.updated = now
 		s.instances = nil // replaced: new instances at the new version
@@ -158,6 +162,9 @@ func (c *Cluster) reconcile(s *service) {
 				inst.Ports = map[string]int{}
 			}
 			inst.Ports[p.Name] = 30000 + 10*c.nextID + i
+		}
+		if strings.Contains(s.spec.Image, "slow") { // made ready by Advance
+			inst.State, inst.Healthy, inst.Ports, inst.StartedAt = "starting", false, nil, nil
 		}
 		if strings.Contains(s.spec.Image, "crash") {
 			code := 1

@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/gantry-dev/gantry/api"
 )
 
 func TestProgressPrinter(t *testing.T) {
@@ -52,36 +50,6 @@ func TestNormalizeRef(t *testing.T) {
 	} {
 		if got := normalizeRef(in); got != want {
 			t.Errorf("normalizeRef(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
-func TestRollout(t *testing.T) {
-	code := 137
-	inst := func(v int, state string) api.InstanceStatus {
-		return api.InstanceStatus{ID: fmt.Sprintf("web-%d-%s", v, state), SpecVersion: v, State: state, Healthy: state == "running"}
-	}
-	unhealthy := api.InstanceStatus{ID: "web-2-u", SpecVersion: 2, State: "running"}
-	for _, tc := range []struct {
-		name      string
-		instances []api.InstanceStatus
-		desired   int
-		done      bool
-		fail      string
-	}{
-		{"all new running", []api.InstanceStatus{inst(2, "running"), inst(2, "running")}, 2, true, ""},
-		{"one starting", []api.InstanceStatus{inst(2, "running"), inst(2, "starting")}, 2, false, ""},
-		{"old still running", []api.InstanceStatus{inst(2, "running"), inst(1, "running")}, 1, false, ""},
-		{"old stopped", []api.InstanceStatus{inst(2, "running"), inst(1, "stopped")}, 1, true, ""},
-		{"scaled to zero", nil, 0, true, ""},
-		{"running but not yet healthy", []api.InstanceStatus{inst(2, "running"), unhealthy}, 2, false, ""},
-		{"new crash loop", []api.InstanceStatus{{ID: "web-0-c", SpecVersion: 2, State: "crashloop", ExitCode: &code, Reason: "Error"}}, 1, false, "crashloop"},
-		{"new failed", []api.InstanceStatus{{ID: "web-0-x", SpecVersion: 2, State: "failed", ExitCode: &code, Reason: "OOMKilled"}}, 1, false, "exit code 137 (OOMKilled)"},
-		{"old failed is ignored", []api.InstanceStatus{inst(1, "failed"), inst(2, "running")}, 1, true, ""},
-	} {
-		done, err := rollout(api.ServiceStatus{Name: "web", Version: 2, Desired: tc.desired, Instances: tc.instances}, 2)
-		if done != tc.done || (err == nil) != (tc.fail == "") || (err != nil && !strings.Contains(err.Error(), tc.fail)) {
-			t.Errorf("%s: done=%v err=%v", tc.name, done, err)
 		}
 	}
 }

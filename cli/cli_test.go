@@ -39,7 +39,7 @@ func TestScripts(t *testing.T) {
 		RequireExplicitExec: true,
 		Setup: func(env *testscript.Env) error {
 			c := mcptest.New()
-			srv, err := mcp.NewServer(mcp.Config{Services: c, Images: c, Token: scriptToken, Logger: slog.New(slog.DiscardHandler), Version: "script"})
+			srv, err := mcp.NewServer(mcp.Config{Services: c, Images: c, Rollouts: c, Token: scriptToken, Logger: slog.New(slog.DiscardHandler), Version: "script"})
 			if err != nil {
 				return err
 			}

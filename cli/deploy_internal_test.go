@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gantry-dev/gantry/api"
 	"github.com/gantry-dev/gantry/spec"
 )
 
@@ -80,33 +79,6 @@ func TestReadSpecFileBounded(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("reading a FIFO with a silent writer ignores the context")
-	}
-}
-
-// The deploy wait shows why instances cannot be placed (a Pending event
-// with no Scheduled event after it), each reason once.
-func TestNewPending(t *testing.T) {
-	t0 := time.Now()
-	seen := map[string]bool{}
-	events := []api.Event{
-		{Time: t0, Type: "Deployed", Message: "service web created"},
-		{Time: t0.Add(time.Second), Type: "Scheduled", Instance: "web-0-000001"},
-		{Time: t0.Add(2 * time.Second), Type: "Pending", Message: "no node can run an instance of \"web\" (cpu)"},
-		{Time: t0.Add(3 * time.Second), Type: "Started", Instance: "web-0-000001"},
-	}
-	if got := newPending(events, seen); got != events[2].Message {
-		t.Errorf("first call = %q, want the Pending reason", got)
-	}
-	if got := newPending(events, seen); got != "" {
-		t.Errorf("second call = %q, want nothing new", got)
-	}
-	events = append(events, api.Event{Time: t0.Add(4 * time.Second), Type: "Pending", Message: "memory"})
-	if got := newPending(events, seen); got != "memory" {
-		t.Errorf("after a new reason = %q", got)
-	}
-	events = append(events, api.Event{Time: t0.Add(5 * time.Second), Type: "Scheduled", Instance: "web-1-000002"})
-	if got := newPending(events, map[string]bool{}); got != "" {
-		t.Errorf("a reason resolved by a later placement = %q", got)
 	}
 }
 

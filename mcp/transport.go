@@ -55,6 +55,10 @@ type router struct {
 type session struct {
 	principal string
 	ss        *sdk.ServerSession // nil until its initialize has returned
+	// refs counts the session's requests in progress (a GET stream too);
+	// idle closes the session once it has had none for router.idle.
+	refs int
+	idle *time.Timer
 }
 
 func newRouter(srv *sdk.Server, cfg Config, log *slog.Logger) *router {
@@ -78,12 +82,13 @@ func newRouter(srv *sdk.Server, cfg Config, log *slog.Logger) *router {
 			PropagateRequestCancellation: true,
 			Logger:                       sdkLog,
 		}),
-		// The SDK closes a session after SessionTimeout without a POST, and
-		// refuses (403) a session used with another TokenInfo.UserID; the
-		// router checks the owner first to answer in JSON and log it.
+		// The SDK refuses (403) a session used with another
+		// TokenInfo.UserID; the router checks the owner first, to answer in
+		// JSON and log it. The router expires idle sessions itself: the
+		// SDK's SessionTimeout counts POSTs only, so it would close a
+		// session whose client just listens on its GET stream.
 		stateful: sdk.NewStreamableHTTPHandler(get, &sdk.StreamableHTTPOptions{
-			SessionTimeout: idle,
-			Logger:         sdkLog,
+			Logger: sdkLog,
 		}),
 		idle:     idle,
 		max:      maxSessions,
@@ -98,7 +103,9 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if sid := r.Header.Get("Mcp-Session-Id"); sid != "" {
-		if rt.owns(w, r, sid) {
+		if sess := rt.owns(w, r, sid); sess != nil {
+			rt.busy(sess, 1)
+			defer rt.busy(sess, -1)
 			rt.stateful.ServeHTTP(w, r)
 		}
 		return
@@ -153,9 +160,9 @@ func isInitialize(body []byte) bool {
 	return json.Unmarshal(body, &m) == nil && m.Method == "initialize"
 }
 
-// owns checks that the session exists and belongs to the caller; if not,
-// it answers and returns false.
-func (rt *router) owns(w http.ResponseWriter, r *http.Request, sid string) bool {
+// owns returns the session if it exists and belongs to the caller; if
+// not, it answers and returns nil.
+func (rt *router) owns(w http.ResponseWriter, r *http.Request, sid string) *session {
 	p, _ := PrincipalFromContext(r.Context())
 	rt.mu.Lock()
 	sess := rt.sessions[sid]
@@ -165,15 +172,31 @@ func (rt *router) owns(w http.ResponseWriter, r *http.Request, sid string) bool 
 		writeJSONError(w, http.StatusNotFound, jsonError("session_not_found", fmt.Sprintf(
 			"MCP session %q does not exist: it was closed, idle for more than %s, or the server restarted; send initialize again (without Mcp-Session-Id) to start a new one",
 			truncateID(sid), rt.idle)))
-		return false
+		return nil
 	case sess.principal != p.Name:
 		rt.log.Warn("refused a request for another principal's MCP session",
 			"principal", p.Name, "owner", sess.principal, "session", truncateID(sid), "method", r.Method)
 		writeJSONError(w, http.StatusForbidden, jsonError("forbidden",
 			"this MCP session was started with another token: a session is bound to the principal that initialized it; send initialize with your own token to start one"))
-		return false
+		return nil
 	}
-	return true
+	return sess
+}
+
+// busy counts a request of the session starting (+1) or ending (-1); the
+// idle timer runs only while none is in progress.
+func (rt *router) busy(sess *session, delta int) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	sess.refs += delta
+	if sess.idle == nil {
+		return
+	}
+	if sess.refs > 0 {
+		sess.idle.Stop()
+	} else {
+		sess.idle.Reset(rt.idle)
+	}
 }
 
 // initialize serves an initialize request in a new stateful session,
@@ -226,7 +249,15 @@ func (rt *router) initialize(w http.ResponseWriter, r *http.Request) {
 	if ss == nil || closed {
 		delete(rt.sessions, cw.sid)
 	} else {
-		rt.sessions[cw.sid].ss = ss
+		sess := rt.sessions[cw.sid]
+		sess.ss = ss
+		sess.idle = time.AfterFunc(rt.idle, func() {
+			rt.log.Info("closing an idle MCP session", "principal", p.Name, "session", truncateID(cw.sid), "idle", rt.idle)
+			_ = ss.Close()
+		})
+		if sess.refs > 0 {
+			sess.idle.Stop() // a request already runs; its end restarts it
+		}
 	}
 	rt.mu.Unlock()
 	if ss == nil {
@@ -242,6 +273,9 @@ func (rt *router) initialize(w http.ResponseWriter, r *http.Request) {
 	go func() {
 		_ = ss.Wait()
 		rt.mu.Lock()
+		if sess := rt.sessions[cw.sid]; sess != nil && sess.idle != nil {
+			sess.idle.Stop()
+		}
 		delete(rt.sessions, cw.sid)
 		rt.mu.Unlock()
 		rt.log.Debug("MCP session closed", "principal", p.Name, "session", truncateID(cw.sid))

@@ -194,6 +194,18 @@ func TestIdleSessionsExpire(t *testing.T) {
 	wantJSONError(t, resp, body, http.StatusNotFound, "idle for more than 200ms")
 }
 
+// A client that listens on its GET stream is not idle.
+func TestListeningSessionDoesNotExpire(t *testing.T) {
+	e, srv, _ := newSessionEnv(t, func(c *mcp.Config) { c.SessionIdleTimeout = 200 * time.Millisecond })
+	cs := e.connectAs(t, "alice-token", legacyVersion, nil) // opens the GET stream
+	time.Sleep(700 * time.Millisecond)
+	if _, err := cs.ListTools(context.Background(), nil); err != nil || srv.OpenSessions() != 1 {
+		t.Fatalf("listening session after 3 idle periods: %v, %d open", err, srv.OpenSessions())
+	}
+	cs.Close()
+	waitFor(t, func() bool { return srv.OpenSessions() == 0 })
+}
+
 func TestOpenSessionsAreCapped(t *testing.T) {
 	e, srv, _ := newSessionEnv(t, func(c *mcp.Config) { c.MaxSessions = 2 })
 	first := e.initialize(t, "alice-token")

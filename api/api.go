@@ -178,10 +178,12 @@ type Image struct {
 
 // ImportImageInput is the input of import_image.
 type ImportImageInput struct {
-	Path string `json:"path" jsonschema:"path, on the server's host, of a docker save or OCI layout tarball"`
+	Path   string `json:"path" jsonschema:"path, on the server's host, of a docker save or OCI layout tarball"`
+	DryRun bool   `json:"dry_run,omitempty" jsonschema:"true: import nothing; read and check the tarball and return the images it holds with their sizes and which layers are already cached"`
 }
 
 // PullImageInput is the input of pull_image.
 type PullImageInput struct {
-	Ref string `json:"ref" jsonschema:"an image reference, e.g. 127.0.0.1:5000/demo/web:1"`
+	Ref    string `json:"ref" jsonschema:"an image reference, e.g. 127.0.0.1:5000/demo/web:1"`
+	DryRun bool   `json:"dry_run,omitempty" jsonschema:"true: download nothing; resolve the reference to its digest and return which layers are already cached and how many bytes a pull would download"`
 }

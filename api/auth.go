@@ -20,8 +20,9 @@ const (
 
 // CreateTokenInput is the input of create_token.
 type CreateTokenInput struct {
-	Name  string `json:"name" jsonschema:"who or what the token is for, e.g. ci or alice-laptop: 1 to 63 letters, digits, '-', '_' or '.'"`
-	Scope string `json:"scope" jsonschema:"read (list and inspect), operate (also deploy, scale, remove, pull, import) or admin (also manage tokens and read the audit log)"`
+	Name   string `json:"name" jsonschema:"who or what the token is for, e.g. ci or alice-laptop: 1 to 63 letters, digits, '-', '_' or '.'"`
+	Scope  string `json:"scope" jsonschema:"read (list and inspect), operate (also deploy, scale, remove, pull, import) or admin (also manage tokens and read the audit log)"`
+	DryRun bool   `json:"dry_run,omitempty" jsonschema:"true: create nothing and generate no secret; check name and scope and return the token that would be created (id and token empty)"`
 }
 
 // CreatedToken is the output of create_token. Token is the secret, shown
@@ -32,6 +33,7 @@ type CreatedToken struct {
 	Scope     string    `json:"scope"`
 	Token     string    `json:"token" jsonschema:"the bearer token (gty_<id>_<secret>); it is shown only once and cannot be recovered"`
 	CreatedAt time.Time `json:"created_at"`
+	DryRun    bool      `json:"dry_run,omitempty" jsonschema:"true: a dry run; nothing was created, id and token are empty"`
 }
 
 // TokenInfo describes a token without its secret or hash.
@@ -53,14 +55,17 @@ type TokenList struct {
 
 // RevokeTokenInput is the input of revoke_token.
 type RevokeTokenInput struct {
-	ID string `json:"id" jsonschema:"the token ID from list_tokens (the part after gty_ in the token)"`
+	ID     string `json:"id" jsonschema:"the token ID from list_tokens (the part after gty_ in the token)"`
+	DryRun bool   `json:"dry_run,omitempty" jsonschema:"true: revoke nothing; return the token that would be revoked (an unknown ID is refused as without dry_run)"`
 }
 
 // RevokeTokenResult is the output of revoke_token.
 type RevokeTokenResult struct {
-	ID             string `json:"id"`
-	Name           string `json:"name"`
-	AlreadyRevoked bool   `json:"already_revoked" jsonschema:"true when the token was revoked before this call"`
+	ID             string     `json:"id"`
+	Name           string     `json:"name"`
+	AlreadyRevoked bool       `json:"already_revoked" jsonschema:"true when the token was revoked before this call"`
+	DryRun         bool       `json:"dry_run,omitempty" jsonschema:"true: a dry run; nothing was revoked"`
+	Token          *TokenInfo `json:"token,omitempty" jsonschema:"set on a dry run: the token that would be revoked"`
 }
 
 // AuditLogInput filters audit_log.

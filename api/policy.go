@@ -39,6 +39,7 @@ type Approval struct {
 	DecidedAt      *time.Time     `json:"decided_at,omitempty"`
 	DecisionReason string         `json:"decision_reason,omitempty"`
 	UsedAt         *time.Time     `json:"used_at,omitempty"`
+	DryRun         bool           `json:"dry_run,omitempty" jsonschema:"true on a dry run of approve or reject: this is the held call that would be decided; nothing was decided"`
 }
 
 // ListApprovalsInput filters list_approvals.
@@ -55,6 +56,7 @@ type ApprovalList struct {
 type DecideApprovalInput struct {
 	ID     string `json:"id" jsonschema:"the approval ID from list_approvals"`
 	Reason string `json:"reason,omitempty" jsonschema:"why, for the audit log (at most 512 characters)"`
+	DryRun bool   `json:"dry_run,omitempty" jsonschema:"true: decide nothing; return the held call (tool, principal, redacted arguments) that would be approved or rejected, refused as the real call would be when it is not pending, expired or your own"`
 }
 
 // PendingApproval is the structured content of a call that policy held for

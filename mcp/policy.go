@@ -80,12 +80,14 @@ func registerPolicy(s *Server, cfg Config) {
 	addTool(s, needs(ScopeAdmin, &sdk.Tool{
 		Name: api.ToolApprove,
 		Description: "Approve a pending held call by ID, with an optional reason for the audit log. The caller then repeats exactly the same call with approval_id set; " +
-			"an approval works once, for the same principal, tool and arguments, until it expires. Nobody can approve their own call. Needs scope admin.",
+			"an approval works once, for the same principal, tool and arguments, until it expires. Nobody can approve their own call. " +
+			"With dry_run true nothing is decided: the held call (tool, principal, redacted arguments) is shown, or refused as the real call would be. Needs scope admin.",
 		Annotations: mutating("Approve held call", false, false),
 	}), s.approve)
 	addTool(s, needs(ScopeAdmin, &sdk.Tool{
-		Name:        api.ToolReject,
-		Description: "Reject a pending held call by ID, with an optional reason: it can no longer be run. Nobody can decide their own call. Needs scope admin.",
+		Name: api.ToolReject,
+		Description: "Reject a pending held call by ID, with an optional reason: it can no longer be run. Nobody can decide their own call. " +
+			"With dry_run true nothing is decided: the held call is shown, or refused as the real call would be. Needs scope admin.",
 		Annotations: mutating("Reject held call", false, false),
 	}), s.reject)
 }

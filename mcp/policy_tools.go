@@ -114,6 +114,9 @@ func (s *Server) decide(ctx context.Context, tool string, in api.DecideApprovalI
 	if len(in.Reason) > 512 {
 		return api.Approval{}, "", invalidf("reason is %d bytes: at most 512", len(in.Reason))
 	}
+	if in.DryRun {
+		return s.dryRunDecide(ctx, tool, in.ID, approve)
+	}
 	a, err := s.over.backend.DecideApproval(ctx, in.ID, approve, in.Reason)
 	if err != nil {
 		return api.Approval{}, "", describe(tool, err, errorHint{subject: "approval " + in.ID, notFound: "list approvals with list_approvals (gantry approvals)"})

@@ -85,13 +85,15 @@ func (s *Server) addTools() {
 	addTool(s, &sdk.Tool{
 		Name: api.ToolImportImage,
 		Description: "Import a docker save or OCI layout tarball into the image cache. " +
-			"path is an absolute path on the server's host (not the caller's machine); the result lists the images imported.",
+			"path is an absolute path on the server's host (not the caller's machine); the result lists the images imported. " +
+			"With dry_run true nothing is imported: the tarball is read and checked and the images it holds are listed with their sizes and cached layers.",
 		Annotations: mutating("Import image", false, false),
 	}, s.importImage)
 	addTool(s, &sdk.Tool{
 		Name: api.ToolPullImage,
 		Description: "Pull an image from a registry into the image cache, e.g. ref \"127.0.0.1:5000/demo/web:1\". " +
-			"Sends progress notifications (bytes done of total) when the request has a progress token; the result is the cached image with its digest.",
+			"Sends progress notifications (bytes done of total) when the request has a progress token; the result is the cached image with its digest. " +
+			"With dry_run true nothing is downloaded: the reference is resolved to its digest and the layers already cached and the bytes to download are reported.",
 		Annotations: mutating("Pull image", false, true),
 	}, s.pullImage)
 }
@@ -363,29 +365,36 @@ func imageList(imgs []api.Image, what string) (api.ImageList, string, error) {
 	return api.ImageList{Images: imgs}, fmt.Sprintf("%s: %d image%s: %s", what, len(imgs), plural(len(imgs)), strings.Join(parts, ", ")), nil
 }
 
-func (s *Server) importImage(ctx context.Context, _ *sdk.CallToolRequest, in api.ImportImageInput) (api.ImageList, string, error) {
+func (s *Server) importImage(ctx context.Context, _ *sdk.CallToolRequest, in api.ImportImageInput) (api.ImportImageResult, string, error) {
 	if err := validatePath(in.Path); err != nil {
-		return api.ImageList{}, "", err
+		return api.ImportImageResult{}, "", err
+	}
+	if in.DryRun {
+		return s.dryRunImport(ctx, in.Path)
 	}
 	imgs, err := s.images.ImportImage(ctx, in.Path)
 	if err != nil {
-		return api.ImageList{}, "", describe(api.ToolImportImage, err, errorHint{notFound: "the path is read on the server's host: check that the file exists there"})
+		return api.ImportImageResult{}, "", describe(api.ToolImportImage, err, errorHint{notFound: "the path is read on the server's host: check that the file exists there"})
 	}
-	return imageList(imgs, "imported "+in.Path)
+	l, text, err := imageList(imgs, "imported "+in.Path)
+	return api.ImportImageResult{ImageList: l}, text, err
 }
 
-func (s *Server) pullImage(ctx context.Context, req *sdk.CallToolRequest, in api.PullImageInput) (api.Image, string, error) {
+func (s *Server) pullImage(ctx context.Context, req *sdk.CallToolRequest, in api.PullImageInput) (api.PullImageResult, string, error) {
 	if err := validateRef(in.Ref); err != nil {
-		return api.Image{}, "", err
+		return api.PullImageResult{}, "", err
+	}
+	if in.DryRun {
+		return s.dryRunPull(ctx, in.Ref)
 	}
 	img, err := s.images.PullImage(ctx, in.Ref, s.progress(ctx, req, in.Ref))
 	if err != nil {
-		return api.Image{}, "", describe(api.ToolPullImage, err, errorHint{notFound: "check that the registry, repository and tag exist"})
+		return api.PullImageResult{}, "", describe(api.ToolPullImage, err, errorHint{notFound: "check that the registry, repository and tag exist"})
 	}
 	if img == nil {
-		return api.Image{}, "", errors.New("the image store returned no image")
+		return api.PullImageResult{}, "", errors.New("the image store returned no image")
 	}
-	return *img, fmt.Sprintf("pulled %s (%s, %s, %d layers)", img.Ref, img.Digest, humanBytes(img.Size), img.Layers), nil
+	return api.PullImageResult{Image: *img}, fmt.Sprintf("pulled %s (%s, %s, %d layers)", img.Ref, img.Digest, humanBytes(img.Size), img.Layers), nil
 }
 
 // progress returns a callback sending notifications/progress for the

@@ -46,7 +46,8 @@ func registerAuthTools(s *Server) {
 	addTool(s, needs(ScopeAdmin, &sdk.Tool{
 		Name: api.ToolCreateToken,
 		Description: "Create an API bearer token with a name and a scope: read (list and inspect), operate (also deploy, scale, remove, pull and import) or admin (also tokens and the audit log). " +
-			"The result holds the token itself, shown only this once: the server keeps only a hash. Needs scope admin.",
+			"The result holds the token itself, shown only this once: the server keeps only a hash. " +
+			"With dry_run true nothing is created and no secret is generated: name and scope are checked and the token that would be made is described. Needs scope admin.",
 		Annotations: &sdk.ToolAnnotations{Title: "Create token", DestructiveHint: boolPtr(false), OpenWorldHint: boolPtr(false)},
 	}), s.createToken)
 	addTool(s, needs(ScopeAdmin, &sdk.Tool{
@@ -55,8 +56,9 @@ func registerAuthTools(s *Server) {
 		Annotations: readOnly("List tokens"),
 	}), s.listTokens)
 	addTool(s, needs(ScopeAdmin, &sdk.Tool{
-		Name:        api.ToolRevokeToken,
-		Description: "Revoke an API token by ID (from list_tokens): requests carrying it are refused from then on. Revoking a revoked token changes nothing. Needs scope admin.",
+		Name: api.ToolRevokeToken,
+		Description: "Revoke an API token by ID (from list_tokens): requests carrying it are refused from then on. Revoking a revoked token changes nothing. " +
+			"With dry_run true nothing is revoked: the token that would be is shown (an unknown ID is refused). Needs scope admin.",
 		Annotations: mutating("Revoke token", true, false),
 	}), s.revokeToken)
 	addTool(s, needs(ScopeAdmin, &sdk.Tool{
@@ -78,6 +80,9 @@ func (s *Server) createToken(ctx context.Context, _ *sdk.CallToolRequest, in api
 	}
 	if Scope(in.Scope).rank() == 0 {
 		return api.CreatedToken{}, "", invalidf("invalid scope %s: use read, operate or admin", quote(in.Scope))
+	}
+	if in.DryRun {
+		return dryRunCreateToken(ctx, in)
 	}
 	tok, err := s.access.CreateToken(ctx, in.Name, Scope(in.Scope))
 	if err != nil {
@@ -111,6 +116,9 @@ func (s *Server) revokeToken(ctx context.Context, _ *sdk.CallToolRequest, in api
 	id := strings.TrimPrefix(in.ID, "gty_")
 	if !tokenID.MatchString(id) {
 		return api.RevokeTokenResult{}, "", invalidf("invalid token ID %s: pass the ID column of list_tokens (gantry token ls), e.g. \"3f9a2c01ab12\"", quote(in.ID))
+	}
+	if in.DryRun {
+		return s.dryRunRevokeToken(ctx, id)
 	}
 	res, err := s.access.RevokeToken(ctx, id)
 	if err != nil {

@@ -77,6 +77,7 @@ func builtins() []command {
 		{"rollback", "deploy an earlier spec version of a service again", func(ctx context.Context, a *app, args []string) error { return newRollbackCmd(a).Run(ctx, args) }},
 		{"restart", "restart a service's instances one at a time", func(ctx context.Context, a *app, args []string) error { return newRestartCmd(a).Run(ctx, args) }},
 		{"token", "create, list and revoke API tokens (token create|ls|revoke)", func(ctx context.Context, a *app, args []string) error { return newTokenCmd(a).Run(ctx, args) }},
+		{"secret", "set, list and delete secrets (secret set|ls|rm)", func(ctx context.Context, a *app, args []string) error { return newSecretCmd(a).Run(ctx, args) }},
 		{"audit", "show and verify the audit log of tool calls", func(ctx context.Context, a *app, args []string) error { return newAuditCmd(a).Run(ctx, args) }},
 		{"approvals", "list tool calls held by policy for approval", func(ctx context.Context, a *app, args []string) error { return newApprovalsCmd(a).Run(ctx, args) }},
 		{"approve", "approve a held tool call", func(ctx context.Context, a *app, args []string) error { return newDecideCmd(a, true).Run(ctx, args) }},

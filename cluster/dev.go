@@ -184,6 +184,10 @@ func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoi
 	if err != nil {
 		return err
 	}
+	secretKey, err := state.LoadSecretKey(o.DataDir)
+	if err != nil {
+		return err
+	}
 
 	start := time.Now()
 	// The runtime first: a runtime that cannot run here is the likeliest
@@ -218,12 +222,13 @@ func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoi
 	if _, err := st.Apply(ctx, state.PutNode{Node: *node}); err != nil {
 		return err
 	}
+	secrets := &Secrets{Store: st, Key: secretKey}
 	wk, err := worker.New(worker.Config{NodeID: o.NodeName, Dir: filepath.Join(o.DataDir, "instances"), InitPath: initPath,
-		Store: st, Images: imgs, Runtime: rt, Network: nw, Logger: log, PortMin: o.PortRange[0], PortMax: o.PortRange[1]})
+		Store: st, Images: imgs, Runtime: rt, Network: nw, Logger: log, PortMin: o.PortRange[0], PortMax: o.PortRange[1], Secrets: secrets})
 	if err != nil {
 		return err
 	}
-	be := &Backend{Store: st, Images: imgs, LogPath: wk.LogPath}
+	be := &Backend{Store: st, Images: imgs, LogPath: wk.LogPath, Secrets: secrets}
 	audit := NewAuditWriter(st, log, 0)
 	defer startAuditWriter(ctx, audit)() // stops after the MCP server, before the store closes
 	auth := NewAuth(st, token, audit)
@@ -239,7 +244,7 @@ func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoi
 		log.Info("policy in force", "file", o.Policy.File, "mode", string(pol.Mode()), "rules", pol.RuleCount(), "confirm_destructive", o.Policy.ConfirmDestructive)
 	}
 	srv, err := mcp.NewServer(mcp.Config{Services: be, Images: be, Plans: be, History: be, Ops: be, Token: token, Logger: log, Version: Version,
-		Auth: authn, Audit: audit, Access: auth, Resources: be, Policy: pol, Oversight: be, ConfirmDestructive: o.Policy.ConfirmDestructive,
+		Auth: authn, Audit: audit, Access: auth, Resources: be, Policy: pol, Oversight: be, ConfirmDestructive: o.Policy.ConfirmDestructive, Secrets: be,
 		Exec: &InstanceExec{Store: st, Node: o.NodeName, Worker: wk}})
 	if err != nil {
 		return err

@@ -76,6 +76,7 @@ func builtins() []command {
 		{"history", "list the spec versions of a service", func(ctx context.Context, a *app, args []string) error { return newHistoryCmd(a).Run(ctx, args) }},
 		{"rollback", "deploy an earlier spec version of a service again", func(ctx context.Context, a *app, args []string) error { return newRollbackCmd(a).Run(ctx, args) }},
 		{"restart", "restart a service's instances one at a time", func(ctx context.Context, a *app, args []string) error { return newRestartCmd(a).Run(ctx, args) }},
+		{"cancel", "cancel a service's rollout in progress, going back to its previous spec", func(ctx context.Context, a *app, args []string) error { return newCancelCmd(a).Run(ctx, args) }},
 		{"token", "create, list and revoke API tokens (token create|ls|revoke)", func(ctx context.Context, a *app, args []string) error { return newTokenCmd(a).Run(ctx, args) }},
 		{"secret", "set, list and delete secrets (secret set|ls|rm)", func(ctx context.Context, a *app, args []string) error { return newSecretCmd(a).Run(ctx, args) }},
 		{"audit", "show and verify the audit log of tool calls", func(ctx context.Context, a *app, args []string) error { return newAuditCmd(a).Run(ctx, args) }},

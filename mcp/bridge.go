@@ -39,14 +39,17 @@ func BridgeTLS(parent context.Context, endpoint, token string, tlsConf *tls.Conf
 	}
 	rt := &bearerTransport{token: token, base: base}
 	defer rt.base.CloseIdleConnections()
-	remote, err := (&sdk.StreamableClientTransport{
-		Endpoint:   endpoint,
-		HTTPClient: &http.Client{Transport: rt},
-		// The bridge is transparent: it does not open the optional
-		// standalone stream that only a real client session would manage.
-		DisableStandaloneSSE: true,
-		MaxRetries:           -1,
-	}).Connect(ctx)
+	connect := func(ctx context.Context) (sdk.Connection, error) {
+		return (&sdk.StreamableClientTransport{
+			Endpoint:   endpoint,
+			HTTPClient: &http.Client{Transport: rt},
+			// The bridge opens the session's GET stream itself (listen):
+			// the SDK opens it only for a ClientSession it manages.
+			DisableStandaloneSSE: true,
+			MaxRetries:           -1,
+		}).Connect(ctx)
+	}
+	remote, err := connect(ctx)
 	if err != nil {
 		return fmt.Errorf("connecting to %s: %w", endpoint, err)
 	}
@@ -56,18 +59,20 @@ func BridgeTLS(parent context.Context, endpoint, token string, tlsConf *tls.Conf
 	}
 	local := newStdio(rc, out)
 
-	b := &bridge{endpoint: endpoint, local: local, remote: remote, rt: rt, pending: map[jsonrpc.ID]bool{}, settled: make(chan struct{}, 1)}
 	var (
 		wg       sync.WaitGroup
 		upErr    error
 		downErr  error
 		stopOnce sync.Once
 	)
+	b := &bridge{endpoint: endpoint, local: local, remote: remote, connect: connect, renewed: make(chan struct{}), wg: &wg,
+		rt: rt, pending: map[jsonrpc.ID]bool{}, settled: make(chan struct{}, 1)}
 	stop := func() {
 		stopOnce.Do(func() {
 			cancel()
 			local.close()
-			_ = remote.Close()
+			r, _ := b.current()
+			_ = r.Close()
 		})
 	}
 	wg.Add(2)
@@ -82,6 +87,9 @@ func BridgeTLS(parent context.Context, endpoint, token string, tlsConf *tls.Conf
 		downErr = b.down(ctx, &wg)
 	}()
 	wg.Wait()
+	if r, _ := b.current(); r != remote {
+		_ = r.Close() // a renewal that raced with the stop
+	}
 	switch {
 	case upErr != nil:
 		return upErr
@@ -95,9 +103,19 @@ func BridgeTLS(parent context.Context, endpoint, token string, tlsConf *tls.Conf
 
 type bridge struct {
 	endpoint string
-	local    *stdio         // stdio side
-	remote   sdk.Connection // HTTP side
+	local    *stdio // stdio side
 	rt       *bearerTransport
+	wg       *sync.WaitGroup // the bridge's goroutines
+
+	// The HTTP side: replaced when the server loses the session (renew).
+	connect func(context.Context) (sdk.Connection, error)
+	renewMu sync.Mutex // one renewal at a time
+	rmu     sync.Mutex
+	remote  sdk.Connection
+	renewed chan struct{}    // closed when remote is replaced
+	initReq *jsonrpc.Request // the client's initialize, repeated by renew
+	reinits sync.Map         // jsonrpc.ID -> chan *jsonrpc.Response
+	reinitN atomic.Int64
 	// fatal is an endpoint error no retry will fix, seen while sending.
 	fatal   atomic.Pointer[error]
 	mu      sync.Mutex
@@ -140,6 +158,9 @@ func (b *bridge) up(ctx context.Context, wg *sync.WaitGroup) error {
 		if !isReq || !req.IsCall() || req.Method == "initialize" {
 			if isReq && req.Method == "initialize" {
 				b.initIDs.Store(req.ID, true)
+				b.rmu.Lock()
+				b.initReq = req
+				b.rmu.Unlock()
 			}
 			b.send(ctx, msg)
 			continue
@@ -155,7 +176,18 @@ func (b *bridge) up(ctx context.Context, wg *sync.WaitGroup) error {
 // send writes msg to the endpoint; when a call cannot be delivered, the
 // client gets an error response for it.
 func (b *bridge) send(ctx context.Context, msg jsonrpc.Message) {
-	err := b.remote.Write(ctx, msg)
+	remote, _ := b.current()
+	err := remote.Write(ctx, msg)
+	if err != nil && errors.Is(err, sdk.ErrSessionMissing) {
+		// The server lost the session (it restarted, or closed it):
+		// start a new one for the client and deliver msg there.
+		if rerr := b.renew(ctx, remote); rerr != nil {
+			err = fmt.Errorf("%w; starting a new session failed: %v", err, rerr)
+		} else {
+			remote, _ = b.current()
+			err = remote.Write(ctx, msg)
+		}
+	}
 	if err == nil {
 		return
 	}
@@ -227,9 +259,26 @@ func (b *bridge) remoteError() error {
 // down copies messages from the endpoint to the stdio client.
 func (b *bridge) down(ctx context.Context, wg *sync.WaitGroup) error {
 	for {
-		msg, err := b.remote.Read(ctx)
+		remote, renewed := b.current()
+		msg, err := remote.Read(ctx)
 		if err != nil {
-			if errors.Is(err, io.EOF) || ctx.Err() != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if cur, _ := b.current(); cur != remote {
+				continue // renewed: read the new session
+			}
+			if errors.Is(err, sdk.ErrSessionMissing) {
+				// The call that met the 404 is renewing the session.
+				select {
+				case <-renewed:
+					continue
+				case <-ctx.Done():
+					return nil
+				case <-time.After(renewTimeout + time.Second):
+				}
+			}
+			if errors.Is(err, io.EOF) {
 				return nil
 			}
 			if rerr := b.remoteError(); rerr != nil {
@@ -239,6 +288,10 @@ func (b *bridge) down(ctx context.Context, wg *sync.WaitGroup) error {
 		}
 		resp, isResp := msg.(*jsonrpc.Response)
 		if isResp {
+			if ch, ok := b.reinits.LoadAndDelete(resp.ID); ok {
+				ch.(chan *jsonrpc.Response) <- resp // the bridge's own initialize
+				continue
+			}
 			if _, isInit := b.initIDs.LoadAndDelete(resp.ID); isInit && resp.Error == nil {
 				var res struct {
 					ProtocolVersion string `json:"protocolVersion"`
@@ -282,4 +335,72 @@ func (t *bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		t.lastStatus.Store(int32(resp.StatusCode))
 	}
 	return resp, err
+}
+
+// renewTimeout bounds starting a new session after the server lost one.
+const renewTimeout = 10 * time.Second
+
+// current returns the HTTP connection in use, and a channel closed when
+// it is replaced.
+func (b *bridge) current() (sdk.Connection, chan struct{}) {
+	b.rmu.Lock()
+	defer b.rmu.Unlock()
+	return b.remote, b.renewed
+}
+
+// renew replaces the connection old, whose session the server no longer
+// knows, with a new session: it repeats the client's initialize (the
+// answer stays with the bridge) and notifications/initialized, so the
+// client carries on as if nothing happened; its subscriptions are lost.
+func (b *bridge) renew(ctx context.Context, old sdk.Connection) error {
+	b.renewMu.Lock()
+	defer b.renewMu.Unlock()
+	b.rmu.Lock()
+	cur, init := b.remote, b.initReq
+	b.rmu.Unlock()
+	if cur != old {
+		return nil // another call renewed it already
+	}
+	if init == nil {
+		return errors.New("the client has not initialized yet")
+	}
+	nr, err := b.connect(ctx)
+	if err != nil {
+		return err
+	}
+	id, err := jsonrpc.MakeID(fmt.Sprintf("gantry-bridge-initialize-%d", b.reinitN.Add(1)))
+	if err != nil {
+		return err
+	}
+	answer := make(chan *jsonrpc.Response, 1)
+	b.reinits.Store(id, answer)
+	defer b.reinits.Delete(id)
+	b.rmu.Lock()
+	b.remote = nr
+	close(b.renewed)
+	b.renewed = make(chan struct{})
+	b.rmu.Unlock()
+	_ = old.Close()
+
+	ctx2, cancel := context.WithTimeout(ctx, renewTimeout)
+	defer cancel()
+	if err := nr.Write(ctx2, &jsonrpc.Request{ID: id, Method: "initialize", Params: init.Params}); err != nil {
+		return err
+	}
+	var resp *jsonrpc.Response
+	select {
+	case resp = <-answer:
+	case <-ctx2.Done():
+		return fmt.Errorf("no answer to initialize: %w", ctx2.Err())
+	}
+	if resp.Error != nil {
+		return resp.Error
+	}
+	if err := nr.Write(ctx2, &jsonrpc.Request{Method: "notifications/initialized"}); err != nil {
+		return err
+	}
+	if v := b.rt.version.Load(); v != nil {
+		b.startListening(ctx, b.wg, *v)
+	}
+	return nil
 }

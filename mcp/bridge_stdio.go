@@ -190,13 +190,15 @@ func (s *stdio) reply(b *badLine) error {
 // call's response: resource updates, list changes. It runs until ctx ends
 // or the session is gone.
 func (b *bridge) startListening(ctx context.Context, wg *sync.WaitGroup, version string) {
-	if version >= statelessVersion || b.remote.SessionID() == "" {
+	remote, _ := b.current()
+	sid := remote.SessionID()
+	if version >= statelessVersion || sid == "" {
 		return
 	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		b.listen(ctx, b.remote.SessionID())
+		b.listen(ctx, sid)
 	}()
 }
 

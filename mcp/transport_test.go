@@ -442,3 +442,56 @@ func TestBridgeAnswersBadLines(t *testing.T) {
 	}
 	outR.Close()
 }
+
+// When the server loses the session (closed, expired, or the server
+// restarted), gantry mcp starts a new one by repeating the client's
+// initialize, and the client carries on.
+func TestBridgeRenewsLostSession(t *testing.T) {
+	e, srv, _ := newSessionEnv(t, nil)
+	var mu sync.Mutex
+	var sids []string
+	rec := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		srv.Handler().ServeHTTP(w, r)
+		if sid := w.Header().Get("Mcp-Session-Id"); sid != "" && r.Header.Get("Mcp-Session-Id") == "" {
+			mu.Lock()
+			sids = append(sids, sid)
+			mu.Unlock()
+		}
+	}))
+	defer rec.Close()
+	cs, stop := bridged(t, rec.URL, "alice-token", nil, legacyVersion)
+	if _, err := cs.ListTools(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if len(sids) != 1 {
+		t.Fatalf("sessions opened: %q", sids)
+	}
+	first := sids[0]
+	mu.Unlock()
+	req, _ := http.NewRequest(http.MethodDelete, e.http.URL+"/mcp", nil)
+	req.Header.Set("Authorization", "Bearer alice-token")
+	req.Header.Set("Mcp-Session-Id", first)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	waitFor(t, func() bool { return srv.OpenSessions() == 0 })
+
+	res := call(t, cs, api.ToolListServices, map[string]any{})
+	if res.IsError {
+		t.Fatalf("call after the session was lost: %s", text(res))
+	}
+	mu.Lock()
+	if len(sids) != 2 || sids[1] == first {
+		t.Errorf("sessions opened: %q, want a second one", sids)
+	}
+	mu.Unlock()
+	if srv.OpenSessions() != 1 {
+		t.Errorf("open sessions = %d", srv.OpenSessions())
+	}
+	if err := stop(); err != nil {
+		t.Errorf("Bridge = %v", err)
+	}
+}

@@ -207,7 +207,7 @@ func TestSessionBoundToPrincipal(t *testing.T) {
 }
 
 // `gantry mcp` answers a line that is not JSON with a parse error and
-// keeps bridging; a 2025-11-25 stdio client hears resource updates.
+// keeps bridging, and survives a restart of gantry dev (a new session).
 func TestStdioBridgeSurvivesBadJSON(t *testing.T) {
 	d := startDev(t)
 	cmd := exec.Command(gantryBin, "mcp")
@@ -262,6 +262,14 @@ func TestStdioBridgeSurvivesBadJSON(t *testing.T) {
 	m = next(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"list_nodes","arguments":{}}}`)
 	if r, _ := m["result"].(map[string]any); r == nil || r["isError"] == true {
 		t.Fatalf("list_nodes over the bridge = %v", m)
+	}
+	// gantry dev restarts: its sessions are gone; the bridge starts a new
+	// one and the client carries on.
+	d.kill9()
+	d.start()
+	m = next(`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"list_nodes","arguments":{}}}`)
+	if r, _ := m["result"].(map[string]any); r == nil || r["isError"] == true || m["id"] != float64(3) {
+		t.Fatalf("list_nodes after gantry dev restarted = %v", m)
 	}
 	_ = in.Close()
 }

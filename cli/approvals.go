@@ -98,9 +98,10 @@ func (c *decideCmd) Run(ctx context.Context, args []string) error {
 	}
 	fs := newFlagSet(name)
 	reason := fs.String("reason", "", "why, for the audit log")
+	dryRun := fs.Bool("dry-run", false, "decide nothing: show the held call that would be "+name+"d")
 	output := c.app.outputFlag(fs)
 	c.app.g.register(fs)
-	pos, err := c.app.parse(fs, cmdHelp{usage: name + " ID [--reason TEXT]",
+	pos, err := c.app.parse(fs, cmdHelp{usage: name + " ID [--reason TEXT] [--dry-run]",
 		summary: verb + ` a tool call that the server's policy held (see gantry approvals); needs an admin
 token other than the one that made the call.`}, args)
 	if err != nil {
@@ -115,11 +116,17 @@ token other than the one that made the call.`}, args)
 	}
 	defer cl.Close()
 	var a api.Approval
-	if err := cl.call(ctx, tool, api.DecideApprovalInput{ID: pos[0], Reason: *reason}, &a); err != nil {
+	if err := cl.call(ctx, tool, api.DecideApprovalInput{ID: pos[0], Reason: *reason, DryRun: *dryRun}, &a); err != nil {
 		return err
 	}
 	if *output == "json" {
 		return printJSON(c.app.stdout, a)
+	}
+	if a.DryRun {
+		args, _ := json.Marshal(a.Arguments)
+		fmt.Fprintf(c.app.stdout, "dry run, nothing decided: would %s %s, the held %s call by %s (rule %s), expires %s\n  arguments: %s\n",
+			name, a.ID, a.Tool, a.Principal, orDash(a.Rule), a.ExpiresAt.Local().Format(time.RFC3339), args)
+		return nil
 	}
 	if c.approve {
 		fmt.Fprintf(c.app.stdout, "approved %s: %s may now repeat the same %s call once, with approval_id %s (from the CLI: the same command with --approval %s), until %s\n",

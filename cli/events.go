@@ -214,20 +214,21 @@ func (c *clusterCmd) Run(ctx context.Context, args []string) error {
 
 // nodeSchedCmd is gantry drain NODE and gantry eligible NODE true|false.
 type nodeSchedCmd struct {
-	app  *app
-	fs   *flag.FlagSet
-	name string
+	app    *app
+	fs     *flag.FlagSet
+	name   string
+	dryRun bool
 }
 
 var drainHelp = cmdHelp{
-	usage: "drain NODE",
+	usage: "drain NODE [--dry-run]",
 	summary: `Drain NODE: place no new instances on it and stop its instances so they are
 placed on other nodes (they stay pending while no node can take them).
 Undo with gantry eligible NODE true.`,
 }
 
 var eligibleHelp = cmdHelp{
-	usage:   "eligible NODE true|false",
+	usage:   "eligible NODE true|false [--dry-run]",
 	summary: "Mark NODE eligible (true) or ineligible (false) for new instances; running instances stay.",
 }
 
@@ -236,6 +237,7 @@ func newEligibleCmd(a *app) *nodeSchedCmd { return newNodeSchedCmd(a, "eligible"
 
 func newNodeSchedCmd(a *app, name string) *nodeSchedCmd {
 	c := &nodeSchedCmd{app: a, fs: newFlagSet(name), name: name}
+	c.fs.BoolVar(&c.dryRun, "dry-run", false, "change nothing: print the plan (instances to stop, where they would be placed) and its ID for gantry apply")
 	a.g.register(c.fs)
 	return c
 }
@@ -254,7 +256,7 @@ func (c *nodeSchedCmd) Run(ctx context.Context, args []string) error {
 		if err := exactArgs("drain", pos, "NODE"); err != nil {
 			return err
 		}
-		tool, in = api.ToolDrainNode, api.DrainNodeInput{Node: pos[0]}
+		tool, in = api.ToolDrainNode, api.DrainNodeInput{Node: pos[0], DryRun: c.dryRun}
 	} else {
 		pos, err := c.app.parse(c.fs, eligibleHelp, args)
 		if err != nil {
@@ -267,7 +269,7 @@ func (c *nodeSchedCmd) Run(ctx context.Context, args []string) error {
 		if err != nil {
 			return usagef("eligible", "expected true or false after the node, got %q", pos[1])
 		}
-		tool, in = api.ToolSetNodeEligibility, api.NodeEligibilityInput{Node: pos[0], Eligible: ok}
+		tool, in = api.ToolSetNodeEligibility, api.NodeEligibilityInput{Node: pos[0], Eligible: ok, DryRun: c.dryRun}
 	}
 	cl, err := c.app.connect(ctx)
 	if err != nil {
@@ -277,6 +279,10 @@ func (c *nodeSchedCmd) Run(ctx context.Context, args []string) error {
 	var res api.NodeSchedulingResult
 	if err := cl.call(ctx, tool, in, &res); err != nil {
 		return err
+	}
+	if res.Plan != nil {
+		printPlan(c.app.stdout, res.Plan)
+		return nil
 	}
 	fmt.Fprintln(c.app.stdout, res.Message)
 	return nil

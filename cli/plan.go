@@ -40,7 +40,11 @@ func printPlan(w io.Writer, p *api.Plan) {
 	if p.Action == api.ActionNone {
 		return
 	}
-	fmt.Fprintf(w, "apply it with: gantry apply %s (before %s, while the service is unchanged)\n", p.ID, p.ExpiresAt.Local().Format("15:04:05"))
+	what := "the service"
+	if p.Node != "" {
+		what = "node " + p.Node + " and its instances"
+	}
+	fmt.Fprintf(w, "apply it with: gantry apply %s (before %s, while %s are unchanged)\n", p.ID, p.ExpiresAt.Local().Format("15:04:05"), what)
 }
 
 // applyCmd applies a plan.

@@ -49,6 +49,7 @@ func (c *tokenCmd) create(ctx context.Context, args []string) error {
 	fs := newFlagSet("token create")
 	name := fs.String("name", "", "who or what the token is for, e.g. ci (required)")
 	scope := fs.String("scope", "", "read, operate or admin (required)")
+	dryRun := fs.Bool("dry-run", false, "create nothing: check name and scope and say what would be created (no secret is generated)")
 	output := c.app.outputFlag(fs)
 	c.app.g.register(fs)
 	pos, err := c.app.parse(fs, cmdHelp{usage: "token create --name NAME --scope read|operate|admin",
@@ -75,11 +76,15 @@ func (c *tokenCmd) create(ctx context.Context, args []string) error {
 	}
 	defer cl.Close()
 	var tok api.CreatedToken
-	if err := cl.call(ctx, api.ToolCreateToken, api.CreateTokenInput{Name: *name, Scope: *scope}, &tok); err != nil {
+	if err := cl.call(ctx, api.ToolCreateToken, api.CreateTokenInput{Name: *name, Scope: *scope, DryRun: *dryRun}, &tok); err != nil {
 		return err
 	}
 	if *output == "json" {
 		return printJSON(c.app.stdout, tok)
+	}
+	if tok.DryRun {
+		fmt.Fprintf(c.app.stdout, "dry run, nothing created: would create %s token %q (no secret generated)\n", tok.Scope, tok.Name)
+		return nil
 	}
 	fmt.Fprintln(c.app.stdout, tok.Token)
 	fmt.Fprintf(c.app.stderr, "created %s token %q (id %s); it is shown only once: store it now and use it with GANTRY_TOKEN or --token-file\n", tok.Scope, tok.Name, tok.ID)
@@ -126,8 +131,9 @@ func (c *tokenCmd) ls(ctx context.Context, args []string) error {
 
 func (c *tokenCmd) revoke(ctx context.Context, args []string) error {
 	fs := newFlagSet("token revoke")
+	dryRun := fs.Bool("dry-run", false, "revoke nothing: show the token that would be revoked")
 	c.app.g.register(fs)
-	pos, err := c.app.parse(fs, cmdHelp{usage: "token revoke ID", summary: "Revoke the API token with this ID (see gantry token ls); requests carrying it are refused from then on."}, args)
+	pos, err := c.app.parse(fs, cmdHelp{usage: "token revoke ID [--dry-run]", summary: "Revoke the API token with this ID (see gantry token ls); requests carrying it are refused from then on."}, args)
 	if err != nil {
 		return err
 	}
@@ -140,8 +146,14 @@ func (c *tokenCmd) revoke(ctx context.Context, args []string) error {
 	}
 	defer cl.Close()
 	var res api.RevokeTokenResult
-	if err := cl.call(ctx, api.ToolRevokeToken, api.RevokeTokenInput{ID: strings.TrimPrefix(pos[0], "gty_")}, &res); err != nil {
+	if err := cl.call(ctx, api.ToolRevokeToken, api.RevokeTokenInput{ID: strings.TrimPrefix(pos[0], "gty_"), DryRun: *dryRun}, &res); err != nil {
 		return err
+	}
+	if res.DryRun && res.Token != nil && !res.AlreadyRevoked {
+		t := res.Token
+		fmt.Fprintf(c.app.stdout, "dry run, nothing revoked: would revoke token %s (%s, scope %s, created by %s %s)\n",
+			t.ID, t.Name, t.Scope, orDash(t.CreatedBy), t.CreatedAt.Local().Format(time.RFC3339))
+		return nil
 	}
 	if res.AlreadyRevoked {
 		fmt.Fprintf(c.app.stdout, "token %s (%s) was already revoked\n", res.ID, res.Name)

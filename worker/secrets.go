@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"regexp"
 
 	"github.com/gantry-dev/gantry/errdefs"
 	"github.com/gantry-dev/gantry/spec"
@@ -43,4 +44,19 @@ func (w *Worker) withSecrets(ctx context.Context, sp *spec.Service) (spec.Servic
 		out.Env[k] = v
 	}
 	return out, nil
+}
+
+// checkOutput matches the output an exec health check's failure carries.
+var checkOutput = regexp.MustCompile(`(?s)(exec check: exit code -?[0-9]+): ".*`)
+
+// withholdCheckOutput drops an exec health check's output from msg when the
+// instance has secrets: the check may print one, and msg goes into the
+// replicated state (the instance's message and its Unhealthy event), where
+// no value may go. Quoting and the 200-byte cut would defeat scrubbing, so
+// the output is dropped whole.
+func withholdCheckOutput(msg string, hasSecrets bool) string {
+	if !hasSecrets {
+		return msg
+	}
+	return checkOutput.ReplaceAllString(msg, "$1 (output withheld: the service has secrets; see service_logs)")
 }

@@ -2,9 +2,13 @@ package worker
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/gantry-dev/gantry/errdefs"
+	"github.com/gantry-dev/gantry/health"
 	"github.com/gantry-dev/gantry/spec"
 )
 
@@ -44,5 +48,32 @@ func TestWithSecrets(t *testing.T) {
 	plain := &spec.Service{Name: "web"}
 	if got, err := (&Worker{}).withSecrets(t.Context(), plain); err != nil || got.Env != nil {
 		t.Errorf("spec without secrets: %v, %v", got.Env, err)
+	}
+}
+
+type printingCheck struct{ out string }
+
+func (p printingCheck) Exec(context.Context, string, []string, time.Duration) (int, []byte, error) {
+	return 1, []byte(p.out), nil
+}
+
+// A failing exec check that prints a secret does not carry it into the
+// instance's message, however the health package quotes or cuts it.
+func TestWithholdCheckOutput(t *testing.T) {
+	const value = `s3cr"et\value`
+	h := &spec.Health{Exec: &spec.ExecCheck{Command: []string{"sh"}}}
+	for _, out := range []string{"pw=" + value + "\n", strings.Repeat("x", 190) + value} {
+		err := health.Probe(t.Context(), h, health.Target{ID: "x", Exec: printingCheck{out}})
+		if err == nil {
+			t.Fatal("the check passed")
+		}
+		msg := fmt.Sprintf("health check failed %d times in a row: %v", 3, err)
+		got := withholdCheckOutput(msg, true)
+		if strings.Contains(got, "s3cr") || !strings.Contains(got, "exit code 1") || !strings.Contains(got, "withheld") {
+			t.Errorf("withheld message = %q", got)
+		}
+		if withholdCheckOutput(msg, false) != msg {
+			t.Error("a service without secrets lost its check output")
+		}
 	}
 }

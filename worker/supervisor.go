@@ -398,6 +398,7 @@ func (s *supervisor) supervise(ctx context.Context, sp *spec.Service, prep *prep
 				return s.stopProcess(finishing(ctx), sp, waitCh), stopped
 			}
 		case msg := <-unhealthyCh:
+			msg = withholdCheckOutput(msg, len(sp.Secrets) > 0)
 			s.report(ctx, func(st *state.InstanceStatus) { st.Healthy, st.Message = false, msg },
 				state.Event{Type: "Unhealthy", Message: msg + "; restarting"})
 			return s.stopProcess(ctx, sp, waitCh), unhealthy

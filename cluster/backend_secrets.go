@@ -43,6 +43,24 @@ func (s *Secrets) ResolveSecrets(ctx context.Context, refs map[string]string) (m
 	return out, nil
 }
 
+// Check opens every stored secret once and reports those the key cannot
+// open (say, a data dir restored without its secrets.key), whose services'
+// instances would fail to start.
+func (s *Secrets) Check() error {
+	list, _ := s.Store.Secrets()
+	var bad []string
+	for _, sec := range list {
+		if _, err := s.Key.Open(sec.Name, sec.Sealed); err != nil {
+			bad = append(bad, sec.Name)
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return errdefs.WithHint(fmt.Errorf("the secrets key cannot open %d stored secret(s): %s: %w", len(bad), strings.Join(bad, ", "), errdefs.ErrInvalid),
+		"restore this data dir's original secrets.key, or set these secrets again with gantry secret set NAME")
+}
+
 func (s *Secrets) value(name string) (string, error) {
 	sec, err := s.Store.Secret(name)
 	if err != nil {

@@ -142,4 +142,19 @@ func TestSecretsThroughTheBackend(t *testing.T) {
 	if n != 2 {
 		t.Errorf("%d SecretSet events, want 2", n)
 	}
+
+	if err := be.Secrets.Check(); err != nil {
+		t.Errorf("Check with the right key: %v", err)
+	}
+	other, err := state.LoadSecretKey(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := &Secrets{Store: e.store, Key: other}
+	if err := wrong.Check(); err == nil || !strings.Contains(err.Error(), "db-password") || !strings.Contains(err.Error(), "secrets.key") {
+		t.Errorf("Check with another key: %v", err)
+	}
+	if _, err := wrong.ResolveSecrets(t.Context(), map[string]string{"DB_PASSWORD": "db-password"}); err == nil || !strings.Contains(err.Error(), "secrets.DB_PASSWORD") {
+		t.Errorf("ResolveSecrets with another key: %v", err)
+	}
 }

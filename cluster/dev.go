@@ -223,6 +223,9 @@ func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoi
 		return err
 	}
 	secrets := &Secrets{Store: st, Key: secretKey}
+	if err := secrets.Check(); err != nil {
+		log.Error("stored secrets cannot be opened; instances using them will not start", "err", err)
+	}
 	wk, err := worker.New(worker.Config{NodeID: o.NodeName, Dir: filepath.Join(o.DataDir, "instances"), InitPath: initPath,
 		Store: st, Images: imgs, Runtime: rt, Network: nw, Logger: log, PortMin: o.PortRange[0], PortMax: o.PortRange[1], Secrets: secrets})
 	if err != nil {

@@ -77,6 +77,10 @@ type Manager struct {
 	mu       sync.Mutex
 	idLocks  map[string]*idLock
 	reserved map[string]string // "port/proto" -> id, for Setups in flight
+
+	rulesMu  sync.Mutex // guards the two fields below (rules.go)
+	rulesOn  bool       // the guard and masquerade rules are installed
+	inflight int        // Setups between installing the rules and attaching
 }
 
 type idLock struct {
@@ -112,12 +116,6 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	if err := ensureNetNSDir(opts.NetNSDir); err != nil {
 		return nil, fmt.Errorf("network: %w", err)
 	}
-	if err := ensureLocalnetGuard(ctx, opts.Bridge); err != nil {
-		return nil, fmt.Errorf("network: install the 127.0.0.0/8 guard rule for bridge %s: %w", opts.Bridge, err)
-	}
-	if err := ensureMasquerade(ctx, opts.Bridge, opts.Subnet); err != nil {
-		return nil, fmt.Errorf("network: install the masquerade rule for %s: %w", opts.Subnet, err)
-	}
 	list, err := buildConfList(opts)
 	if err != nil {
 		return nil, err
@@ -127,14 +125,20 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		RawExec:       &invoke.RawExec{Stderr: &logWriter{log: log}},
 		PluginDecoder: version.PluginDecoder{},
 	}, log: log}
-	return &Manager{
+	m := &Manager{
 		opts:     opts,
 		cni:      libcni.NewCNIConfigWithCacheDir(opts.PluginDirs, opts.CacheDir, exec),
 		list:     list,
 		log:      log,
 		idLocks:  map[string]*idLock{},
 		reserved: map[string]string{},
-	}, nil
+	}
+	// The guard and masquerade rules exist while instances are attached
+	// (rules.go): those that survived a restart keep them.
+	if err := m.syncRulesAtStart(ctx); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // Setup attaches instance id to the network: it creates the namespace
@@ -179,6 +183,12 @@ func (m *Manager) Setup(ctx context.Context, id string, ports []PortMapping) (*A
 		return nil, err
 	}
 	defer release()
+	done, err := m.beginSetup(ctx)
+	if err != nil {
+		return nil, err
+	}
+	attached := false
+	defer func() { done(attached) }()
 
 	start := time.Now()
 	path := m.nsPath(id)
@@ -211,6 +221,7 @@ func (m *Manager) Setup(ctx context.Context, id string, ports []PortMapping) (*A
 		return nil, fmt.Errorf("network: instance %q: %w", id, err)
 	}
 	log.Debug("network attached", "ip", att.IP, "ports", len(ports), "took", time.Since(start))
+	attached = true
 	return att, nil
 }
 
@@ -302,6 +313,7 @@ func (m *Manager) teardownLocked(ctx context.Context, id string) error {
 	if err := removeNetNS(path); err != nil {
 		return fmt.Errorf("network: instance %q: %w", id, err)
 	}
+	m.releaseRulesIfIdle(ctx)
 	log.Debug("network detached", "took", time.Since(start), "cni_del", delTook)
 	return nil
 }

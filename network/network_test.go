@@ -369,8 +369,15 @@ func TestNewPreparesHost(t *testing.T) {
 		t.Errorf("ip_forward = %q, %v", b, err)
 	}
 	guard := append([]string{"-w", "-C"}, localnetGuardRule(env.opts.Bridge)...)
+	id := testID()
+	if _, err := env.m.Setup(context.Background(), id, nil); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := runIPTables(context.Background(), "iptables", guard...); err != nil {
-		t.Errorf("127.0.0.0/8 guard rule missing: %v", err)
+		t.Errorf("127.0.0.0/8 guard rule missing while an instance is attached: %v", err)
+	}
+	if err := env.m.Teardown(context.Background(), id); err != nil {
+		t.Fatal(err)
 	}
 	// New on an already prepared dir must not stack another bind mount.
 	env.restart(t)
@@ -470,9 +477,11 @@ func BenchmarkSetupTeardown(b *testing.B) {
 	b.ReportMetric(float64(teardown.Milliseconds())/float64(b.N), "teardown-ms/op")
 }
 
-// New installs one masquerade rule for the subnet (instead of one chain per
-// instance) and RemoveNetwork takes it away with the guard and the bridge.
-func TestMasqueradeRuleLifecycle(t *testing.T) {
+// The network's masquerade and guard rules exist exactly while instances
+// are attached: none after New on an idle network, one of each from the
+// first Setup on (also across a restart), none after the last Teardown,
+// back on the next Setup; RemoveNetwork takes them away with the bridge.
+func TestNetworkRulesFollowAttachments(t *testing.T) {
 	env := newTestEnv(t)
 	ctx := context.Background()
 	save := func() string {
@@ -482,31 +491,65 @@ func TestMasqueradeRuleLifecycle(t *testing.T) {
 		}
 		return string(out)
 	}
-	comment := "gantry: masquerade " + env.opts.Bridge
-	if n := strings.Count(save(), comment); n != 1 {
-		t.Fatalf("want 1 masquerade rule after New, got %d", n)
+	masq := "gantry: masquerade " + env.opts.Bridge
+	guard := "-i " + env.opts.Bridge + " "
+	want := func(when string, n int) {
+		t.Helper()
+		out := save()
+		if got := strings.Count(out, masq); got != n {
+			t.Fatalf("%s: %d masquerade rules, want %d", when, got, n)
+		}
+		if got := strings.Count(out, guard); got != n {
+			t.Fatalf("%s: %d guard rules, want %d", when, got, n)
+		}
 	}
-	if _, err := New(ctx, env.opts); err != nil { // a restart
-		t.Fatal(err)
-	}
-	if n := strings.Count(save(), comment); n != 1 {
-		t.Fatalf("want 1 masquerade rule after a second New, got %d", n)
-	}
-	id := testID()
-	att, err := env.m.Setup(ctx, id, nil)
+	want("after New with nothing attached", 0)
+	a, b := testID(), testID()
+	att, err := env.m.Setup(ctx, a, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	want("after the first Setup", 1)
 	if strings.Contains(save(), att.IP+"/32") {
 		t.Fatalf("no per-instance rule expected for %s:\n%s", att.IP, save())
 	}
-	if err := env.m.Teardown(ctx, id); err != nil {
+	if _, err := env.m.Setup(ctx, b, nil); err != nil {
 		t.Fatal(err)
 	}
+	want("after a second Setup", 1)
+	m2 := env.restart(t) // instances survive a restart, and so do the rules
+	want("after a restart with instances attached", 1)
+	if err := m2.Teardown(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	want("while one instance is still attached", 1)
+	if err := m2.Teardown(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	want("after the last Teardown", 0)
+	if _, err := New(ctx, env.opts); err != nil {
+		t.Fatal(err)
+	}
+	want("after a restart with nothing attached", 0)
+	if _, err := m2.Setup(ctx, a, nil); err != nil {
+		t.Fatal(err)
+	}
+	want("after attaching again", 1)
+	if err := m2.Teardown(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	// Rules a crashed run left behind are removed at the next start.
+	if err := installNetworkRules(ctx, env.opts.Bridge, env.opts.Subnet); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(ctx, env.opts); err != nil {
+		t.Fatal(err)
+	}
+	want("after a start on leftovers", 0)
 	if err := RemoveNetwork(ctx, env.opts.Bridge, env.opts.Subnet); err != nil {
 		t.Fatal(err)
 	}
-	if out := save(); strings.Contains(out, comment) || strings.Contains(out, "-i "+env.opts.Bridge+" ") {
+	if out := save(); strings.Contains(out, masq) || strings.Contains(out, guard) {
 		t.Fatalf("rules left after RemoveNetwork:\n%s", out)
 	}
 	if _, err := os.Stat("/sys/class/net/" + env.opts.Bridge); err == nil {

@@ -367,3 +367,14 @@ func (s *Server) checkWait(in api.DeployInput) (time.Duration, error) {
 	}
 	return parseRolloutTimeout(in.Timeout)
 }
+
+// deployContext is the context a deploy is applied with. With wait, a
+// cancellation must not cut the write short (it could then be applied
+// with nobody left to revert it): the deploy finishes on a context of its
+// own, and the wait that follows sees the cancellation and reverts it.
+func deployContext(ctx context.Context, wait bool) (context.Context, context.CancelFunc) {
+	if !wait {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), revertTimeout)
+}

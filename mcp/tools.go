@@ -170,7 +170,9 @@ func (s *Server) deploy(ctx context.Context, req *sdk.CallToolRequest, in api.De
 	if in.DryRun {
 		return s.dryRunDeploy(ctx, svc)
 	}
-	res, err := s.services.Deploy(ctx, svc)
+	dctx, stop := deployContext(ctx, in.Wait)
+	res, err := s.services.Deploy(dctx, svc)
+	stop()
 	if err != nil {
 		return api.DeployResult{}, "", describe(api.ToolDeploy, err, errorHint{notFound: "check the image with list_images or pull it with pull_image"})
 	}

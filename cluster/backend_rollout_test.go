@@ -1,0 +1,203 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/gantry-dev/gantry/api"
+	"github.com/gantry-dev/gantry/errdefs"
+	"github.com/gantry-dev/gantry/mcp"
+	"github.com/gantry-dev/gantry/spec"
+	"github.com/gantry-dev/gantry/state"
+)
+
+func rolloutSvc(t *testing.T, env string, replicas int) *spec.Service {
+	t.Helper()
+	s, err := spec.Parse([]byte(fmt.Sprintf("name: rev\nimage: busybox:1.36\ncommand: [sleep, '1000']\nenv: {V: %s}\nreplicas: %d\n", env, replicas)), "rev.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// RevertRollout puts the previous spec back as a new version (keeping the
+// scale) with the cancel recorded as its cause, refuses a version that is
+// no longer current, and removes a service whose first version it cancels.
+func TestRevertRollout(t *testing.T) {
+	e := newPlanEnv(t)
+	be := &Backend{Store: e.store}
+	ctx := context.Background()
+	if _, err := be.Deploy(ctx, rolloutSvc(t, "one", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := be.Deploy(ctx, rolloutSvc(t, "two", 3)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := be.RevertRollout(ctx, "rev", 2, "deploy of version 2 cancelled")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Action != api.ActionRollback || res.RestoredVersion != 1 || res.Version != 3 || !strings.HasPrefix(res.Message, "deploy of version 2 cancelled: ") {
+		t.Fatalf("revert = %+v", res)
+	}
+	svc, err := e.store.Service("rev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svc.Version != 3 || svc.Spec.Env["V"] != "one" || svc.Spec.Replicas != 3 {
+		t.Fatalf("after the revert: version %d env %v replicas %d", svc.Version, svc.Spec.Env, svc.Spec.Replicas)
+	}
+	h := e.store.History("rev")
+	if len(h) != 3 || h[2].Cause != "deploy of version 2 cancelled" || h[1].Cause != state.CauseDeploy {
+		t.Fatalf("history = %+v", h)
+	}
+	if evs := e.store.Events(state.EventFilter{Service: "rev"}); evs[len(evs)-1].Type != "DeployCancelled" {
+		t.Fatalf("last event = %+v", evs[len(evs)-1])
+	}
+	if _, err := be.RevertRollout(ctx, "rev", 2, "again"); !errdefs.IsConflict(err) || !strings.Contains(err.Error(), "at version 3, not 2") {
+		t.Fatalf("revert of a version no longer current: %v", err)
+	}
+	// A restart has no earlier spec to go back to.
+	if _, err := e.store.Apply(ctx, state.RestartService{Name: "rev"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := be.RevertRollout(ctx, "rev", 4, "x"); !errdefs.IsConflict(err) || !strings.Contains(err.Error(), "a restart") {
+		t.Fatalf("revert of a restart: %v", err)
+	}
+
+	if _, err := be.Deploy(ctx, &spec.Service{Name: "first", Image: "busybox:1.36", Replicas: 1}); err != nil {
+		t.Fatal(err)
+	}
+	res, err = be.RevertRollout(ctx, "first", 1, "deploy of version 1 cancelled")
+	if err != nil || res.Action != api.ActionRemove {
+		t.Fatalf("revert of a first deploy: %+v, %v", res, err)
+	}
+	if s, err := e.store.Service("first"); err != nil || !s.Removing {
+		t.Fatalf("first after its revert: %+v, %v", s, err)
+	}
+	if _, err := be.RevertRollout(ctx, "nope", 1, "x"); !errdefs.IsNotFound(err) {
+		t.Fatalf("unknown service: %v", err)
+	}
+}
+
+// A deploy with wait over the real store and controller follows the
+// instances' status as it changes, and a cancelled wait reverts.
+func TestDeployWaitFollowsState(t *testing.T) {
+	e := newPlanEnv(t)
+	be := &Backend{Store: e.store}
+	srv, err := mcp.NewServer(mcp.Config{Services: be, Images: be, Rollouts: be, Token: "t0123456789"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = e.ctl.Run(ctx) }()
+	// A stand-in for the worker: instances of env "one" become running and
+	// healthy; others stay starting.
+	go func() {
+		defer wg.Done()
+		for {
+			ch := e.store.Notify()
+			insts, _ := e.store.Instances(state.InstanceFilter{Service: "rev"})
+			svc, _ := e.store.Service("rev")
+			for _, in := range insts {
+				if in.Desired == state.DesiredRun && in.State == state.StatePending && svc != nil {
+					st := state.InstanceStatus{State: state.StateStarting}
+					if sv, err := e.store.SpecAt("rev", in.SpecVersion); err == nil && sv.Spec.Env["V"] == "one" {
+						st = state.InstanceStatus{State: state.StateRunning, Healthy: true}
+					}
+					_, _ = e.store.Apply(ctx, state.SetInstanceStatus{ID: in.ID, Status: st})
+				}
+				if in.Desired == state.DesiredStop && in.State != state.StateStopped {
+					_, _ = e.store.Apply(ctx, state.SetInstanceStatus{ID: in.ID, Status: state.InstanceStatus{State: state.StateStopped}})
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-ch:
+			}
+		}
+	}()
+	ct, tr := sdk.NewInMemoryTransports()
+	ss, err := srv.MCPServer().Connect(ctx, tr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	var (
+		mu    sync.Mutex
+		notes []*sdk.ProgressNotificationParams
+		first = make(chan struct{})
+	)
+	cs, err := sdk.NewClient(&sdk.Implementation{Name: "test"}, &sdk.ClientOptions{ProgressNotificationHandler: func(_ context.Context, r *sdk.ProgressNotificationClientRequest) {
+		mu.Lock()
+		defer mu.Unlock()
+		notes = append(notes, r.Params)
+		if len(notes) == 1 {
+			close(first)
+		}
+	}}).Connect(ctx, ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+
+	yaml := func(env string) string {
+		return "name: rev\nimage: busybox:1.36\ncommand: [sleep, '1000']\nenv: {V: " + env + "}\nreplicas: 2\n"
+	}
+	p := &sdk.CallToolParams{Name: api.ToolDeploy, Arguments: api.DeployInput{SpecYAML: yaml("one"), Wait: true, Timeout: "15s"}}
+	p.SetProgressToken(1)
+	res, err := cs.CallTool(ctx, p)
+	if err != nil || res.IsError {
+		t.Fatalf("deploy with wait: %v %+v", err, res)
+	}
+	if !strings.Contains(res.Content[0].(*sdk.TextContent).Text, "Rollout ready") {
+		t.Fatalf("result: %s", res.Content[0].(*sdk.TextContent).Text)
+	}
+	<-first
+
+	// v2 never gets ready: cancel its wait.
+	cctx, ccancel := context.WithCancel(ctx)
+	defer ccancel()
+	go func() {
+		for {
+			mu.Lock()
+			more := false
+			for _, n := range notes {
+				more = more || n.ProgressToken == float64(2) || n.ProgressToken == 2
+			}
+			mu.Unlock()
+			if more || cctx.Err() != nil {
+				ccancel()
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	p = &sdk.CallToolParams{Name: api.ToolDeploy, Arguments: api.DeployInput{SpecYAML: yaml("two"), Wait: true}}
+	p.SetProgressToken(2)
+	if _, err := cs.CallTool(cctx, p); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled wait: %v", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		svc, _ := e.store.Service("rev")
+		if svc != nil && svc.Version == 3 && svc.Spec.Env["V"] == "one" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not reverted: %+v", svc)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -76,5 +77,26 @@ resources: {cpu: 50m, memory: 16Mi, pids: 32}
 	}
 	if out, err := d.cli("token", "revoke", "0123456789ab", "--dry-run"); err == nil || !strings.Contains(out, "not found") {
 		t.Errorf("token revoke --dry-run of an unknown ID: %v\n%s", err, out)
+	}
+
+	// With its last instance gone the network's masquerade and guard rules
+	// go too, while gantry dev still runs.
+	masq := "gantry: masquerade " + d.bridge
+	if nat, _ := exec.Command("iptables-save").Output(); !strings.Contains(string(nat), masq) {
+		t.Fatalf("no masquerade rule for %s while an instance runs", d.bridge)
+	}
+	if out, err := d.cli("rm", "hostport"); err != nil {
+		t.Fatalf("rm: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		nat, _ := exec.Command("iptables-save").Output()
+		if !strings.Contains(string(nat), masq) && !strings.Contains(string(nat), "-i "+d.bridge+" ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rules of %s left after its last instance was removed:\n%s", d.bridge, nat)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

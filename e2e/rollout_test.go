@@ -168,6 +168,25 @@ func TestDeployProgressAndCancel(t *testing.T) {
 		t.Errorf("no DeployCancelled event: %+v", evs.Events)
 	}
 
+	// A rollout started without wait: cancel_deploy plans, then reverts it.
+	d.deploy(rolloutSpec("canc", ref, 1, "never", "four"))
+	var plan api.CancelDeployResult
+	d.call(api.ToolCancelDeploy, map[string]any{"name": "canc", "dry_run": true}, &plan)
+	if p := plan.Plan; p == nil || p.ID == "" || p.Action != api.ActionRollback || p.FromVersion != 4 || p.ToVersion != 5 || plan.RestoredVersion != 3 {
+		t.Fatalf("cancel_deploy dry run = %+v plan %+v", plan, plan.Plan)
+	}
+	if st := d.service("canc"); st.Version != 4 {
+		t.Fatalf("the dry run changed the service: version %d", st.Version)
+	}
+	var done api.CancelDeployResult
+	d.call(api.ToolCancelDeploy, map[string]any{"name": "canc", "version": 4}, &done)
+	if done.Version != 5 || done.Cancelled != 4 {
+		t.Fatalf("cancel_deploy = %+v", done)
+	}
+	d.waitFor("canc", 60*time.Second, "back to the healthy spec", func(s api.ServiceStatus) bool {
+		return s.Version == 5 && running(1)(s) && s.Instances[0].SpecVersion == 5
+	})
+
 	// (c) A first deploy cancelled: the service is removed.
 	s3, pn3 := d.progressSession(t)
 	err = cancelAfterFirstProgress(t, s3, pn3, rolloutSpec("fresh", ref, 1, "never", "x"))

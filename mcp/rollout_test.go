@@ -264,7 +264,7 @@ func TestCancelDeployTool(t *testing.T) {
 			tool = tl
 		}
 	}
-	if tool == nil || tool.Annotations == nil || tool.Annotations.DestructiveHint == nil || !*tool.Annotations.DestructiveHint || tool.Annotations.ReadOnlyHint {
+	if tool == nil || len(tool.Description) > 600 || tool.Annotations == nil || tool.Annotations.DestructiveHint == nil || !*tool.Annotations.DestructiveHint || tool.Annotations.ReadOnlyHint {
 		t.Fatalf("cancel_deploy tool = %+v", tool)
 	}
 }

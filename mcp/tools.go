@@ -42,7 +42,8 @@ func (s *Server) addTools() {
 		Name: api.ToolDeploy,
 		Description: "Create or update a service from its spec, given either as YAML text (spec_yaml) or as a JSON object (spec). " +
 			"Deploying an identical spec changes nothing; changing a spec bumps the version and replaces (restarts) the service's instances. " +
-			"The result says whether the service was created or changed, which fields changed and the new version; an invalid spec is rejected with every problem listed and nothing changed.",
+			"The result says whether the service was created or changed, which fields changed and the new version; an invalid spec is rejected with every problem listed and nothing changed. " +
+			"With wait true it returns once the rollout is ready, failed or timed out (progress notifications meanwhile); cancelling that call reverts the deploy.",
 		Annotations: mutating("Deploy service", true, false),
 	}, s.deploy)
 	addTool(s, &sdk.Tool{

@@ -2,10 +2,14 @@ package cluster
 
 import (
 	"context"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gantry-dev/gantry/api"
+	"github.com/gantry-dev/gantry/mcp"
+	"github.com/gantry-dev/gantry/policy"
 	"github.com/gantry-dev/gantry/state"
 )
 
@@ -133,5 +137,43 @@ func TestDeployPlanFixedHostPortPending(t *testing.T) {
 	text := e.call(t, api.ToolExplain, api.ExplainInput{ID: "hp"}, &ex, false)
 	if !strings.Contains(text, "host port 18081/tcp") {
 		t.Errorf("explain does not name the port:\n%s", text)
+	}
+}
+
+// apply_plan is judged as the change its plan makes: a principal denied
+// drain_node cannot apply a drain plan someone else made.
+func TestNodePlanPolicyAppliesToApplyPlan(t *testing.T) {
+	e := newPolicyEnv(t)
+	if _, err := e.store.Apply(context.Background(), state.PutNode{Node: state.Node{ID: "n1", Name: "n1"}}); err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.Load([]byte("principals:\n  - name: intern\n    deny: [drain_node]\n"), "", "test-policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	au := NewAuth(e.store, bootstrapToken, e.audit)
+	srv, err := mcp.NewServer(mcp.Config{Services: e.be, Images: e.be, Plans: e.be, Ops: e.be, Auth: au, Audit: e.audit, Access: au,
+		Logger: e.log, Policy: pol, Oversight: e.be, ApprovalTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	e.url = ts.URL
+	admin := e.mustConnect(t, bootstrapToken)
+	tok := decodeResult[api.CreatedToken](t, callTool(t, admin, api.ToolCreateToken, api.CreateTokenInput{Name: "intern", Scope: "operate"}))
+	intern := e.mustConnect(t, tok.Token)
+
+	nr := decodeResult[api.NodeSchedulingResult](t, callTool(t, admin, api.ToolDrainNode, api.DrainNodeInput{Node: "n1", DryRun: true}))
+	if nr.Plan == nil {
+		t.Fatal("no plan")
+	}
+	wantRefused(t, callTool(t, intern, api.ToolApplyPlan, api.ApplyPlanInput{PlanID: nr.Plan.ID}), "principal/intern/deny")
+	if n, _ := e.store.Node("n1"); state.Draining(n) {
+		t.Fatal("a denied principal drained the node through apply_plan")
+	}
+	decodeResult[api.ApplyPlanResult](t, callTool(t, admin, api.ToolApplyPlan, api.ApplyPlanInput{PlanID: nr.Plan.ID}))
+	if n, _ := e.store.Node("n1"); !state.Draining(n) {
+		t.Fatal("admin's apply_plan did not drain the node")
 	}
 }

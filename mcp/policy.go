@@ -185,12 +185,17 @@ func (o *overseer) planInput(ctx context.Context, p Principal, args map[string]a
 		return policy.Input{}, false
 	}
 	tool := map[string]string{PlanDeploy: api.ToolDeploy, PlanScale: api.ToolScaleService, PlanRemove: api.ToolRemoveService,
-		PlanRestart: api.ToolRestartService, PlanRollback: api.ToolRollbackService}[sp.req.Kind]
+		PlanRestart: api.ToolRestartService, PlanRollback: api.ToolRollbackService,
+		PlanDrain: api.ToolDrainNode, PlanEligibility: api.ToolSetNodeEligibility}[sp.req.Kind]
 	if tool == "" {
 		return policy.Input{}, false
 	}
 	eq := map[string]any{"name": sp.req.Service}
 	switch sp.req.Kind {
+	case PlanDrain:
+		eq = map[string]any{"node": sp.req.Node}
+	case PlanEligibility:
+		eq = map[string]any{"node": sp.req.Node, "eligible": sp.req.Eligible}
 	case PlanScale:
 		eq["replicas"] = float64(sp.req.Replicas)
 	case PlanRollback:

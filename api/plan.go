@@ -78,8 +78,10 @@ type RemoveInput struct {
 
 // RestartInput is the input of restart_service.
 type RestartInput struct {
-	Name   string `json:"name" jsonschema:"the service name"`
-	DryRun bool   `json:"dry_run,omitempty" jsonschema:"true: change nothing and return the plan with a plan ID for apply_plan"`
+	Name    string `json:"name" jsonschema:"the service name"`
+	DryRun  bool   `json:"dry_run,omitempty" jsonschema:"true: change nothing and return the plan with a plan ID for apply_plan"`
+	Wait    bool   `json:"wait,omitempty" jsonschema:"true: return only when every instance runs the new version and is ready, one failed, or the timeout passed, with progress notifications meanwhile"`
+	Timeout string `json:"timeout,omitempty" jsonschema:"with wait: how long to wait, e.g. 90s or 10m (default 5m, at most 1h)"`
 }
 
 // RollbackInput is the input of rollback_service.
@@ -87,17 +89,20 @@ type RollbackInput struct {
 	Name    string `json:"name" jsonschema:"the service name"`
 	Version int    `json:"version" jsonschema:"the spec version to go back to (see service_history)"`
 	DryRun  bool   `json:"dry_run,omitempty" jsonschema:"true: change nothing and return the plan with a plan ID for apply_plan"`
+	Wait    bool   `json:"wait,omitempty" jsonschema:"true: return only when the rollout is ready, failed or timed out, with progress notifications meanwhile; cancelling the call reverts the rollback"`
+	Timeout string `json:"timeout,omitempty" jsonschema:"with wait: how long to wait, e.g. 90s or 10m (default 5m, at most 1h)"`
 }
 
 // ChangeResult is the output of restart_service and rollback_service: the
 // change made, or on a dry run the plan.
 type ChangeResult struct {
-	Service string `json:"service"`
-	Action  string `json:"action"`
-	Version int    `json:"version" jsonschema:"the service's spec version after the change (on a dry run: after applying the plan)"`
-	Index   uint64 `json:"index,omitempty" jsonschema:"the state index of the change (0 on a dry run)"`
-	Message string `json:"message"`
-	Plan    *Plan  `json:"plan,omitempty" jsonschema:"set on a dry run: what the change would do; nothing was changed"`
+	Service string   `json:"service"`
+	Action  string   `json:"action"`
+	Version int      `json:"version" jsonschema:"the service's spec version after the change (on a dry run: after applying the plan)"`
+	Index   uint64   `json:"index,omitempty" jsonschema:"the state index of the change (0 on a dry run)"`
+	Message string   `json:"message"`
+	Plan    *Plan    `json:"plan,omitempty" jsonschema:"set on a dry run: what the change would do; nothing was changed"`
+	Rollout *Rollout `json:"rollout,omitempty" jsonschema:"set with wait: how the rollout ended"`
 }
 
 // History is the output of service_history.

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -103,33 +104,7 @@ func TestDeployWaitFollowsState(t *testing.T) {
 	defer cancel()
 	wg.Add(2)
 	go func() { defer wg.Done(); _ = e.ctl.Run(ctx) }()
-	// A stand-in for the worker: instances of env "one" become running and
-	// healthy; others stay starting.
-	go func() {
-		defer wg.Done()
-		for {
-			ch := e.store.Notify()
-			insts, _ := e.store.Instances(state.InstanceFilter{Service: "rev"})
-			svc, _ := e.store.Service("rev")
-			for _, in := range insts {
-				if in.Desired == state.DesiredRun && in.State == state.StatePending && svc != nil {
-					st := state.InstanceStatus{State: state.StateStarting}
-					if sv, err := e.store.SpecAt("rev", in.SpecVersion); err == nil && sv.Spec.Env["V"] == "one" {
-						st = state.InstanceStatus{State: state.StateRunning, Healthy: true}
-					}
-					_, _ = e.store.Apply(ctx, state.SetInstanceStatus{ID: in.ID, Status: st})
-				}
-				if in.Desired == state.DesiredStop && in.State != state.StateStopped {
-					_, _ = e.store.Apply(ctx, state.SetInstanceStatus{ID: in.ID, Status: state.InstanceStatus{State: state.StateStopped}})
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-ch:
-			}
-		}
-	}()
+	go func() { defer wg.Done(); fakeWorker(ctx, e.store) }()
 	ct, tr := sdk.NewInMemoryTransports()
 	ss, err := srv.MCPServer().Connect(ctx, tr, nil)
 	if err != nil {
@@ -199,5 +174,95 @@ func TestDeployWaitFollowsState(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("not reverted: %+v", svc)
 		}
+	}
+}
+
+// fakeWorker stands in for the worker: instances of service rev whose
+// spec has env V=one become running and healthy, others stay starting;
+// stopped ones are reported stopped.
+func fakeWorker(ctx context.Context, store *state.Store) {
+	for {
+		ch := store.Notify()
+		insts, _ := store.Instances(state.InstanceFilter{Service: "rev"})
+		for _, in := range insts {
+			if in.Desired == state.DesiredRun && in.State == state.StatePending {
+				st := state.InstanceStatus{State: state.StateStarting}
+				if sv, err := store.SpecAt("rev", in.SpecVersion); err == nil && sv.Spec.Env["V"] == "one" {
+					st = state.InstanceStatus{State: state.StateRunning, Healthy: true}
+				}
+				_, _ = store.Apply(ctx, state.SetInstanceStatus{ID: in.ID, Status: st})
+			}
+			if in.Desired == state.DesiredStop && in.State != state.StateStopped {
+				_, _ = store.Apply(ctx, state.SetInstanceStatus{ID: in.ID, Status: state.InstanceStatus{State: state.StateStopped}})
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		}
+	}
+}
+
+// restart_service and rollback_service wait like deploy.
+func TestRestartAndRollbackWait(t *testing.T) {
+	e := newPlanEnv(t)
+	be := &Backend{Store: e.store}
+	srv, err := mcp.NewServer(mcp.Config{Services: be, Images: be, Plans: be, History: be, Rollouts: be, Token: "t0123456789"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = e.ctl.Run(ctx) }()
+	go func() { defer wg.Done(); fakeWorker(ctx, e.store) }()
+	ct, tr := sdk.NewInMemoryTransports()
+	ss, err := srv.MCPServer().Connect(ctx, tr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	cs, err := sdk.NewClient(&sdk.Implementation{Name: "test"}, nil).Connect(ctx, ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	call := func(tool string, args any) (api.ChangeResult, string) {
+		t.Helper()
+		res, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: tool, Arguments: args})
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := res.Content[0].(*sdk.TextContent).Text
+		var out api.ChangeResult
+		if !res.IsError {
+			raw, _ := json.Marshal(res.StructuredContent)
+			if err := json.Unmarshal(raw, &out); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return out, text
+	}
+	yaml := func(env string) string {
+		return "name: rev\nimage: busybox:1.36\ncommand: [sleep, '1000']\nenv: {V: " + env + "}\nreplicas: 2\n"
+	}
+	if _, text := call(api.ToolDeploy, api.DeployInput{SpecYAML: yaml("one"), Wait: true, Timeout: "10s"}); !strings.Contains(text, "Rollout ready") {
+		t.Fatalf("deploy: %s", text)
+	}
+	out, text := call(api.ToolRestartService, api.RestartInput{Name: "rev", Wait: true, Timeout: "10s"})
+	if r := out.Rollout; r == nil || r.Outcome != api.RolloutReady || r.Version != 2 || r.Ready != 2 {
+		t.Fatalf("restart with wait: %+v %s", out.Rollout, text)
+	}
+	call(api.ToolDeploy, api.DeployInput{SpecYAML: yaml("two")}) // version 3 never gets ready
+	out, text = call(api.ToolRollbackService, api.RollbackInput{Name: "rev", Version: 1, Wait: true, Timeout: "10s"})
+	if r := out.Rollout; r == nil || r.Outcome != api.RolloutReady || r.Version != 4 || r.Ready != 2 {
+		t.Fatalf("rollback with wait: %+v %s", out.Rollout, text)
+	}
+	if _, text := call(api.ToolRollbackService, api.RollbackInput{Name: "rev", Version: 1, Wait: true, DryRun: true}); !strings.Contains(text, "wait and dry_run") {
+		t.Fatalf("wait with dry_run: %s", text)
 	}
 }

@@ -353,19 +353,24 @@ func (s *Server) cancelDeploy(ctx context.Context, _ *sdk.CallToolRequest, in ap
 // checkWait validates deploy's wait and timeout before anything changes,
 // and returns the timeout.
 func (s *Server) checkWait(in api.DeployInput) (time.Duration, error) {
-	if !in.Wait {
-		if in.Timeout != "" {
+	return s.checkWaitArgs(in.Wait, in.Timeout, in.DryRun)
+}
+
+// checkWaitArgs validates a tool's wait, timeout and dry_run.
+func (s *Server) checkWaitArgs(wait bool, timeout string, dryRun bool) (time.Duration, error) {
+	if !wait {
+		if timeout != "" {
 			return 0, invalidf("timeout is set without wait: pass wait true to wait for the rollout, or leave timeout out")
 		}
 		return 0, nil
 	}
-	if in.DryRun {
+	if dryRun {
 		return 0, invalidf("wait and dry_run are both set: a dry run changes nothing, so there is no rollout to wait for; pass one of them")
 	}
 	if s.rollouts == nil {
-		return 0, &toolError{cat: errdefs.ErrInvalid, msg: "this server cannot wait for rollouts: deploy without wait and follow the instances with get_service"}
+		return 0, &toolError{cat: errdefs.ErrInvalid, msg: "this server cannot wait for rollouts: call without wait and follow the instances with get_service"}
 	}
-	return parseRolloutTimeout(in.Timeout)
+	return parseRolloutTimeout(timeout)
 }
 
 // deployContext is the context a deploy is applied with. With wait, a
@@ -377,4 +382,34 @@ func deployContext(ctx context.Context, wait bool) (context.Context, context.Can
 		return ctx, func() {}
 	}
 	return context.WithTimeout(context.WithoutCancel(ctx), revertTimeout)
+}
+
+// changeAndWait applies a restart or rollback and waits for its rollout
+// like deploy's wait; revert says whether a cancelled wait reverts it.
+func (s *Server) changeAndWait(ctx context.Context, req *sdk.CallToolRequest, tool string, preq PlanRequest, timeout time.Duration, revert bool) (api.ChangeResult, string, error) {
+	dctx, stop := deployContext(ctx, true)
+	out, text, err := s.change(dctx, tool, preq, false)
+	stop()
+	if err != nil || out.Action == api.ActionNone {
+		return out, text, err
+	}
+	desired := 0
+	if st, err := s.services.GetService(context.WithoutCancel(ctx), out.Service); err == nil && st != nil {
+		desired = st.Desired
+	}
+	prev := -1
+	if revert {
+		prev = out.Version - 1
+	}
+	r := s.waitRollout(ctx, req, &api.DeployResult{Service: out.Service, Version: out.Version, Desired: desired}, prev, timeout)
+	out.Rollout = r
+	switch r.Outcome {
+	case api.RolloutReady:
+		text += fmt.Sprintf(". Rollout ready in %s: %s", r.Elapsed, r.Message)
+	case api.RolloutFailed:
+		text += fmt.Sprintf(". Rollout failed: %s; read its output with service_logs (name %q, instance %q)", r.Message, out.Service, r.Instance)
+	default:
+		text += ". Rollout " + r.Outcome + ": " + r.Message
+	}
+	return out, text, nil
 }

@@ -157,19 +157,33 @@ func (s *Server) change(ctx context.Context, tool string, req PlanRequest, dryRu
 		fmt.Sprintf("%s (%s)", res.Message, p.Summary), nil
 }
 
-func (s *Server) restartService(ctx context.Context, _ *sdk.CallToolRequest, in api.RestartInput) (api.ChangeResult, string, error) {
+func (s *Server) restartService(ctx context.Context, req *sdk.CallToolRequest, in api.RestartInput) (api.ChangeResult, string, error) {
 	if err := validateName(in.Name); err != nil {
 		return api.ChangeResult{}, "", err
+	}
+	timeout, err := s.checkWaitArgs(in.Wait, in.Timeout, in.DryRun)
+	if err != nil {
+		return api.ChangeResult{}, "", err
+	}
+	if in.Wait { // a restart cannot be reverted: a cancelled wait only stops waiting
+		return s.changeAndWait(ctx, req, api.ToolRestartService, PlanRequest{Kind: PlanRestart, Service: in.Name}, timeout, false)
 	}
 	return s.change(ctx, api.ToolRestartService, PlanRequest{Kind: PlanRestart, Service: in.Name}, in.DryRun)
 }
 
-func (s *Server) rollbackService(ctx context.Context, _ *sdk.CallToolRequest, in api.RollbackInput) (api.ChangeResult, string, error) {
+func (s *Server) rollbackService(ctx context.Context, req *sdk.CallToolRequest, in api.RollbackInput) (api.ChangeResult, string, error) {
 	if err := validateName(in.Name); err != nil {
 		return api.ChangeResult{}, "", err
 	}
 	if in.Version < 1 {
 		return api.ChangeResult{}, "", invalidf("invalid version %d: pass the version to go back to, a whole number from 1 (list them with service_history)", in.Version)
+	}
+	timeout, err := s.checkWaitArgs(in.Wait, in.Timeout, in.DryRun)
+	if err != nil {
+		return api.ChangeResult{}, "", err
+	}
+	if in.Wait {
+		return s.changeAndWait(ctx, req, api.ToolRollbackService, PlanRequest{Kind: PlanRollback, Service: in.Name, Version: in.Version}, timeout, true)
 	}
 	return s.change(ctx, api.ToolRollbackService, PlanRequest{Kind: PlanRollback, Service: in.Name, Version: in.Version}, in.DryRun)
 }

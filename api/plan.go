@@ -49,6 +49,7 @@ type Plan struct {
 // PlannedInstance is one instance a plan creates, replaces or stops.
 type PlannedInstance struct {
 	ID          string `json:"id,omitempty" jsonschema:"the existing instance (empty for one not created yet)"`
+	Service     string `json:"service,omitempty" jsonschema:"the instance's service, set in node plans (drain, eligibility), which can concern several"`
 	Slot        int    `json:"slot"`
 	Node        string `json:"node,omitempty"`
 	FromVersion int    `json:"from_version,omitempty"`

@@ -24,7 +24,11 @@ func printPlan(w io.Writer, p *api.Plan) {
 			if id == "" {
 				id = "(new)"
 			}
-			fmt.Fprintf(w, "  %-8s slot %d  %s", verb, in.Slot, id)
+			if in.Service != "" {
+				fmt.Fprintf(w, "  %-8s %s slot %d  %s", verb, in.Service, in.Slot, id)
+			} else {
+				fmt.Fprintf(w, "  %-8s slot %d  %s", verb, in.Slot, id)
+			}
 			if in.Node != "" {
 				fmt.Fprintf(w, " on %s", in.Node)
 			}

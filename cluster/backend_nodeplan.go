@@ -63,7 +63,7 @@ func (b *Backend) planNode(req mcp.PlanRequest) (*api.Plan, error) {
 	for _, in := range all {
 		cp := *in
 		if req.Kind == mcp.PlanDrain && in.Node == req.Node && in.Desired == state.DesiredRun {
-			p.Stop = append(p.Stop, api.PlannedInstance{ID: in.ID, Slot: in.Slot, Node: in.Node, FromVersion: in.SpecVersion})
+			p.Stop = append(p.Stop, api.PlannedInstance{ID: in.ID, Service: in.Service, Slot: in.Slot, Node: in.Node, FromVersion: in.SpecVersion})
 			// The plan shows the outcome: stopped, its resources and ports free.
 			cp.Desired, cp.State = state.DesiredStop, state.StateStopped
 		}
@@ -82,8 +82,7 @@ func (b *Backend) planNode(req mcp.PlanRequest) (*api.Plan, error) {
 		rp := controller.Reconcile(controller.Input{Name: svc.Name, Service: svc, Instances: grouped[svc.Name], Nodes: cands, Usage: usage, Now: now,
 			NewID: func(service string, slot int) string { return fmt.Sprintf("%s-%d-planned", service, slot) }})
 		for _, c := range rp.Create {
-			p.Create = append(p.Create, api.PlannedInstance{Slot: c.Slot, Node: c.Node, ToVersion: c.SpecVersion})
-			p.Changes = append(p.Changes, fmt.Sprintf("%s slot %d on node %s", svc.Name, c.Slot, c.Node))
+			p.Create = append(p.Create, api.PlannedInstance{Service: svc.Name, Slot: c.Slot, Node: c.Node, ToVersion: c.SpecVersion})
 		}
 		if rp.Pending != "" {
 			pending = append(pending, rp.Pending)
@@ -127,7 +126,11 @@ func nodeSummary(p *api.Plan, node *state.Node, mark string) string {
 		parts = append(parts, fmt.Sprintf("%d instance%s to stop (%s)", n, plural(n), strings.Join(ids, ", ")))
 	}
 	if n := len(p.Create); n > 0 {
-		parts = append(parts, fmt.Sprintf("%d to place: %s", n, strings.Join(p.Changes, ", ")))
+		where := make([]string, 0, n)
+		for _, c := range p.Create {
+			where = append(where, fmt.Sprintf("%s slot %d on node %s", c.Service, c.Slot, c.Node))
+		}
+		parts = append(parts, fmt.Sprintf("%d to place: %s", n, strings.Join(where, ", ")))
 	}
 	if len(parts) == 0 {
 		parts = append(parts, "no instance changes")

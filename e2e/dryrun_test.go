@@ -7,7 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
 	"github.com/gantry-dev/gantry/api"
+	"github.com/gantry-dev/gantry/image/imagetest"
 )
 
 // A fixed host port fits once per node: on the single dev node, replicas 2
@@ -67,6 +71,18 @@ resources: {cpu: 50m, memory: 16Mi, pids: 32}
 	out, err = d.cli("image", "pull", ref, "--dry-run")
 	if err != nil || !strings.Contains(out, "nothing downloaded") || !strings.Contains(out, "cached") || !strings.Contains(out, "0 B to fetch") {
 		t.Errorf("image pull --dry-run of a cached image: %v\n%s", err, out)
+	}
+	img := imagetest.Busybox(t, map[string]string{"/dry.txt": "dry\n"})
+	tarPath := t.TempDir() + "/dry.tar"
+	if err := tarball.WriteToFile(tarPath, name.MustParseReference("local.test/e2e/dry:1").(name.Tag), img); err != nil {
+		t.Fatal(err)
+	}
+	out, err = d.cli("image", "import", tarPath, "--dry-run")
+	if err != nil || !strings.Contains(out, "nothing imported") || !strings.Contains(out, "valid docker-save tarball with 1 image") || !strings.Contains(out, "local.test/e2e/dry:1") {
+		t.Errorf("image import --dry-run: %v\n%s", err, out)
+	}
+	if out, err := d.cli("image", "ls"); err != nil || strings.Contains(out, "local.test/e2e/dry") {
+		t.Errorf("an import dry run imported: %v\n%s", err, out)
 	}
 	out, err = d.cli("token", "create", "--name", "dry", "--scope", "read", "--dry-run")
 	if err != nil || !strings.Contains(out, "nothing created") || strings.Contains(out, "gty_") {

@@ -176,7 +176,12 @@ func (b *Backend) applyNodePlan(ctx context.Context, req mcp.PlanRequest, plan *
 		return nil, errdefs.WithHint(fmt.Errorf("plan %s for node %s is stale: %s: %w", plan.ID, req.Node, what, errdefs.ErrConflict),
 			"make a new plan with dry_run true, check it, and apply that one")
 	}
-	res, err := b.SetNodeScheduling(ctx, req.Node, req.Eligible, req.Kind == mcp.PlanDrain)
+	res, err := b.setNodeScheduling(ctx, req.Node, req.Eligible, req.Kind == mcp.PlanDrain, plan.Base)
+	if errdefs.IsConflict(err) {
+		// The node changed between the check above and the command.
+		return nil, errdefs.WithHint(fmt.Errorf("plan %s for node %s is stale: node %s changed since the plan was made: %w", plan.ID, req.Node, req.Node, errdefs.ErrConflict),
+			"make a new plan with dry_run true, check it, and apply that one")
+	}
 	if err != nil {
 		return nil, err
 	}

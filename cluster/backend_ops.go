@@ -85,6 +85,12 @@ func (b *Backend) ClusterStatus(ctx context.Context) (*api.ClusterStatus, error)
 // live instance on it, in the same command, so the controller places them
 // elsewhere (or reports them pending).
 func (b *Backend) SetNodeScheduling(ctx context.Context, node string, eligible, drain bool) (*api.NodeSchedulingResult, error) {
+	return b.setNodeScheduling(ctx, node, eligible, drain, 0)
+}
+
+// setNodeScheduling is SetNodeScheduling, conditional on the node's modify
+// index when expect is not 0 (errdefs.ErrConflict otherwise).
+func (b *Backend) setNodeScheduling(ctx context.Context, node string, eligible, drain bool, expect uint64) (*api.NodeSchedulingResult, error) {
 	if _, err := b.Store.Node(node); err != nil {
 		return nil, errdefs.WithHint(err, "list nodes with list_nodes")
 	}
@@ -96,7 +102,7 @@ func (b *Backend) SetNodeScheduling(ctx context.Context, node string, eligible, 
 		mark = state.SchedIneligible
 	}
 	res := &api.NodeSchedulingResult{Node: node, Eligible: mark == "", Draining: drain}
-	ops := []state.Op{state.SetNodeScheduling{ID: node, Mark: mark}}
+	ops := []state.Op{state.SetNodeScheduling{ID: node, Mark: mark, ExpectModifyIndex: expect}}
 	now := time.Now().UTC()
 	if drain {
 		insts, _ := b.Store.Instances(state.InstanceFilter{Node: node})

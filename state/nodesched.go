@@ -36,6 +36,10 @@ func Draining(n *Node) bool { return n.Labels[LabelScheduling] == SchedDraining 
 type SetNodeScheduling struct {
 	ID   string `json:"id"`
 	Mark string `json:"mark,omitempty"`
+	// ExpectModifyIndex, when not 0, makes the change conditional: it fails
+	// with errdefs.ErrConflict unless the node's ModifyIndex is this (an
+	// applied plan, made against that record).
+	ExpectModifyIndex uint64 `json:"expect_modify_index,omitempty"`
 }
 
 func (o SetNodeScheduling) wrap() wireOp { return wireOp{SetNodeScheduling: &o} }
@@ -54,6 +58,9 @@ func (a *applier) setNodeScheduling(op SetNodeScheduling) error {
 	old, _ := must(a.txn.First(tableNodes, indexID, op.ID)).(*Node)
 	if old == nil {
 		return errdefs.WithHint(fmt.Errorf("node %q: %w", op.ID, errdefs.ErrNotFound), "list nodes with list_nodes")
+	}
+	if op.ExpectModifyIndex != 0 && old.ModifyIndex != op.ExpectModifyIndex {
+		return fmt.Errorf("node %q: expected modify index %d, found %d: %w", op.ID, op.ExpectModifyIndex, old.ModifyIndex, errdefs.ErrConflict)
 	}
 	n := *old
 	n.Labels = maps.Clone(old.Labels)

@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -193,6 +195,7 @@ func (s *Store) Secrets() ([]*Secret, map[string][]string) {
 type SecretKey struct {
 	path string
 	aead cipher.AEAD
+	mac  []byte // HMAC key for Derive, itself derived from the key
 }
 
 // LoadSecretKey reads <dataDir>/secrets.key, creating it (32 random bytes,
@@ -269,7 +272,18 @@ func newSecretKey(path string, key []byte) (*SecretKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("secrets key: %w", err)
 	}
-	return &SecretKey{path: path, aead: aead}, nil
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("gantry derive v1"))
+	return &SecretKey{path: path, aead: aead, mac: m.Sum(nil)}, nil
+}
+
+// Derive returns a 32-byte key for another purpose, named by label: the
+// HMAC-SHA256 of label under a key derived from the secrets key. Keys for
+// different labels are independent, and none reveals the secrets key.
+func (k *SecretKey) Derive(label string) []byte {
+	m := hmac.New(sha256.New, k.mac)
+	m.Write([]byte(label))
+	return m.Sum(nil)
 }
 
 // Seal encrypts value for the secret name: a random nonce followed by the

@@ -176,3 +176,33 @@ func TestSecretsInState(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestSecretKeyDerive(t *testing.T) {
+	dir := t.TempDir()
+	k, err := LoadSecretKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := LoadSecretKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := LoadSecretKey(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := k.Derive("approvals"), k.Derive("other purpose")
+	if len(a) != 32 || bytes.Equal(a, b) {
+		t.Fatalf("labels must give different 32-byte keys: %x %x", a, b)
+	}
+	if !bytes.Equal(a, again.Derive("approvals")) {
+		t.Fatal("the same key file must derive the same key after a restart")
+	}
+	if bytes.Equal(a, other.Derive("approvals")) {
+		t.Fatal("another key file derived the same key")
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, SecretKeyFile))
+	if err != nil || bytes.Contains(a, raw) || bytes.Equal(a, raw) {
+		t.Fatal("a derived key must not be the key itself")
+	}
+}

@@ -248,8 +248,9 @@ func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoi
 	}
 	srv, err := mcp.NewServer(mcp.Config{Services: be, Images: be, Plans: be, History: be, Ops: be, Token: token, Logger: log, Version: Version,
 		Auth: authn, Audit: audit, Access: auth, Resources: be, Policy: pol, Oversight: be, ConfirmDestructive: o.Policy.ConfirmDestructive, Secrets: be,
-		Exec:     &InstanceExec{Store: st, Node: o.NodeName, Worker: wk},
-		Rollouts: be})
+		ApprovalKey: secretKey.Derive("mcp approval arguments"),
+		Exec:        &InstanceExec{Store: st, Node: o.NodeName, Worker: wk, Scrub: be.SecretScrubber},
+		Rollouts:    be})
 	if err != nil {
 		return err
 	}

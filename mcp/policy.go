@@ -2,6 +2,8 @@ package mcp
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -48,6 +50,7 @@ type overseer struct {
 	confirm   bool     // ask for confirmation of destructive calls by elicitation
 	hints     sync.Map // tool name -> *sdk.ToolAnnotations
 	planStore func() *planStore
+	argsKey   []byte // HMAC key of argsHash
 	// serviceOf maps an "instance" argument to its service (nil: unknown).
 	serviceOf func(ctx context.Context, instance string) (string, bool)
 }
@@ -60,6 +63,12 @@ func registerPolicy(s *Server, cfg Config) {
 	o.policy, o.backend, o.ttl, o.confirm = cfg.Policy, cfg.Oversight, cfg.ApprovalTTL, cfg.ConfirmDestructive
 	if o.ttl <= 0 {
 		o.ttl = DefaultApprovalTTL
+	}
+	o.argsKey = cfg.ApprovalKey
+	if len(o.argsKey) == 0 {
+		// Approvals then hold only until this process stops.
+		o.argsKey = make([]byte, 32)
+		_, _ = rand.Read(o.argsKey)
 	}
 	o.planStore = func() *planStore {
 		if s.plan == nil {
@@ -245,12 +254,16 @@ func splitArgs(in json.RawMessage) (args map[string]any, approvalID string, raw 
 	return args, id, raw, err
 }
 
-// argsHash identifies a call's arguments: SHA-256 of their canonical JSON
-// (object keys sorted), without approval_id.
-func argsHash(args map[string]any) string {
+// argsHash identifies a call's arguments: the HMAC-SHA256 under key of
+// their canonical JSON (object keys sorted), without approval_id. It is
+// kept in the replicated approval record, so it is keyed: a plain hash
+// would let anyone who reads approvals test guesses of a held call's
+// secret arguments (set_secret's value).
+func argsHash(key []byte, args map[string]any) string {
 	b, _ := json.Marshal(args)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	m := hmac.New(sha256.New, key)
+	m.Write(b)
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 // policyCalls is receiving middleware, inside guardCalls (so after the
@@ -307,7 +320,7 @@ func (s *Server) policyCalls(next sdk.MethodHandler) sdk.MethodHandler {
 			if o.backend == nil {
 				return s.refusePolicy(ctx, g, d.Rule, d.Reason, "this server has no approval queue, so calls that need approval cannot run", errdefs.ErrPermission)
 			}
-			if err := o.backend.UseApproval(ctx, approvalID, p.Name, tool, argsHash(args)); err != nil {
+			if err := o.backend.UseApproval(ctx, approvalID, p.Name, tool, argsHash(o.argsKey, args)); err != nil {
 				msg := fmt.Sprintf("approval %s cannot be used for this call: %v", approvalID, err)
 				return s.refusePolicy(ctx, g, d.Rule, "approval "+approvalID+" refused", msg, errdefs.ErrPermission)
 			}
@@ -362,7 +375,7 @@ func (s *Server) hold(ctx context.Context, g *callGuard, p Principal, tool strin
 	var redacted map[string]any
 	_ = json.Unmarshal(redactArguments(g.args), &redacted)
 	delete(redacted, api.ApprovalIDArg)
-	a, err := o.backend.QueueApproval(ctx, api.Approval{Principal: p.Name, Tool: tool, Arguments: redacted, Rule: d.Rule, Reason: d.Reason}, argsHash(args), o.ttl)
+	a, err := o.backend.QueueApproval(ctx, api.Approval{Principal: p.Name, Tool: tool, Arguments: redacted, Rule: d.Rule, Reason: d.Reason}, argsHash(o.argsKey, args), o.ttl)
 	if err != nil {
 		g.decision, g.result = "", ""
 		return s.refusePolicy(ctx, g, d.Rule, "could not queue for approval", fmt.Sprintf("policy rule %s requires approval, but the call could not be queued: %v; retry in a few seconds", d.Rule, err), errdefs.ErrUnavailable)

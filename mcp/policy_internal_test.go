@@ -17,8 +17,9 @@ func TestArgsHashIgnoresApprovalIDAndKeyOrder(t *testing.T) {
 	}
 	b, _, _, _ := splitArgs(json.RawMessage(`{"name":"web","replicas":3}`))
 	c, _, _, _ := splitArgs(json.RawMessage(`{"name":"web","replicas":4}`))
-	if argsHash(a) != argsHash(b) || argsHash(a) == argsHash(c) {
-		t.Fatal("hash must depend on the arguments only, not on approval_id or key order")
+	k := []byte("approval key")
+	if argsHash(k, a) != argsHash(k, b) || argsHash(k, a) == argsHash(k, c) || argsHash(k, a) == argsHash([]byte("other"), a) {
+		t.Fatal("hash must depend on the arguments and the key only, not on approval_id or key order")
 	}
 	if _, _, _, err := splitArgs(json.RawMessage(`{"approval_id": 7}`)); err == nil {
 		t.Fatal("a non-string approval_id was accepted")
@@ -55,7 +56,7 @@ func FuzzPolicyArguments(f *testing.F) {
 				t.Fatal("approval_id reaches the tool")
 			}
 		}
-		_ = argsHash(args)
+		_ = argsHash([]byte("k"), args)
 		p := Principal{Name: "ci/1", Scopes: []Scope{ScopeOperate}}
 		d := o.policy.Evaluate(o.input(context.Background(), p, tool, args))
 		if pin, ok := o.planInput(context.Background(), p, args); ok {

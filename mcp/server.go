@@ -55,9 +55,13 @@ type Config struct {
 	// how long a held call waits (DefaultApprovalTTL when 0).
 	// ConfirmDestructive asks the user to confirm removals and scale-downs
 	// through elicitation, on sessions whose client supports it.
-	Policy             *policy.Policy
-	Oversight          Oversight
-	ApprovalTTL        time.Duration
+	Policy      *policy.Policy
+	Oversight   Oversight
+	ApprovalTTL time.Duration
+	// ApprovalKey keys the hash that binds an approval to its call's
+	// arguments; it must be the same on every server and across restarts
+	// (nil: a random key, so approvals do not survive a restart).
+	ApprovalKey        []byte
 	ConfirmDestructive bool
 
 	// SessionIdleTimeout closes a 2025-11-25 HTTP session after this long

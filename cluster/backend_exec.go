@@ -20,6 +20,9 @@ type InstanceExec struct {
 	Worker interface {
 		Exec(ctx context.Context, id string, argv []string, o runtime.ExecOptions) (runtime.ExecResult, error)
 	}
+	// Scrub, when set, gives the scrubber of a service's secret values
+	// (nil when it has none): a command can print its environment.
+	Scrub func(service string) *Scrubber
 }
 
 var _ mcp.Executor = (*InstanceExec)(nil)
@@ -55,6 +58,11 @@ func (e *InstanceExec) Exec(ctx context.Context, req mcp.ExecRequest) (*api.Exec
 	}
 	res.ExitCode, res.TimedOut, res.DurationMS = out.ExitCode, out.TimedOut, out.Duration.Milliseconds()
 	res.Stdout, res.Stderr = string(out.Stdout), string(out.Stderr)
+	if e.Scrub != nil {
+		if sc := e.Scrub(in.Service); sc != nil {
+			res.Stdout, res.Stderr = sc.Scrub(res.Stdout), sc.Scrub(res.Stderr)
+		}
+	}
 	res.StdoutTruncated, res.StderrTruncated = out.StdoutTruncated, out.StderrTruncated
 	return res, nil
 }

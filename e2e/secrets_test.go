@@ -25,7 +25,11 @@ import (
 // service_logs (scrubbed), and not in the Raft log or snapshots on disk.
 func TestSecretReachesTheInstanceAndNothingElse(t *testing.T) {
 	ref := webImage(t)
-	d := startDev(t)
+	pf := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(pf, []byte(execPolicy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDev(t, "--policy", pf) // exec_instance allowed: its output is scrubbed too
 	value := fmt.Sprintf("pl41n-%d-never-leaves", time.Now().UnixNano())
 
 	cmd := exec.Command(gantryBin, "secret", "set", "db-password")
@@ -214,5 +218,13 @@ health: {exec: {command: [sh, -c, 'd=$(printf %%s "$DB_PASSWORD" | sha256sum | c
 			t.Fatalf("no [secret:db-password] in the new instance's logs: %s", raw)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+
+	// A command run in the instance can print its environment: the output
+	// is scrubbed like the logs.
+	var ex api.ExecResult
+	d.call("exec_instance", map[string]any{"instance": s2.Instances[0].ID, "command": []string{"env"}}, &ex)
+	if raw, _ := json.Marshal(ex); strings.Contains(string(raw), value) || !strings.Contains(ex.Stdout, "DB_PASSWORD=[secret:db-password]") {
+		t.Fatalf("exec_instance env output not scrubbed: %s", raw)
 	}
 }

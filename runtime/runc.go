@@ -170,7 +170,7 @@ func (r *Runtime) Start(ctx context.Context, id, bundleDir string, s *specs.Spec
 	if err := writeConfig(bundleDir, r.capRlimits(s)); err != nil {
 		return 0, fmt.Errorf("container %s: %w", id, err)
 	}
-	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return 0, fmt.Errorf("container %s: open log: %w", id, err)
 	}

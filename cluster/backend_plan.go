@@ -54,10 +54,27 @@ func (b *Backend) Plan(ctx context.Context, req mcp.PlanRequest) (*api.Plan, err
 		p.ToVersion = t.next.Version
 	}
 	if t.action != api.ActionNone {
+		if t.svc != nil && t.next != nil && t.next.Version != t.svc.Version && t.action != api.ActionRestart {
+			b.keepSameSpec(req.Service, t.next, insts)
+		}
 		simulate(p, req.Service, t.next, insts, nodes, services)
 	}
 	p.Summary = summary(p, t)
 	return p, nil
+}
+
+// keepSameSpec moves the instances that already run next's spec to its
+// version, as the state does when the change is applied (a rollback keeps
+// the instances of the version it goes back to).
+func (b *Backend) keepSameSpec(name string, next *state.Service, insts []*state.Instance) {
+	for _, in := range insts {
+		if in.Service != name || in.Desired != state.DesiredRun || in.SpecVersion == next.Version {
+			continue
+		}
+		if old, err := b.Store.SpecAt(name, in.SpecVersion); err == nil && state.SameSpecBesidesReplicas(old.Spec, next.Spec) {
+			in.SpecVersion = next.Version
+		}
+	}
 }
 
 // target reads the current service and works out the record req leads to.

@@ -212,3 +212,35 @@ func TestCreatePlanRefusedOnceTheServiceExists(t *testing.T) {
 		t.Errorf("replicas = %d, want 1: the stale plan was applied", svc.Spec.Replicas)
 	}
 }
+
+// Going back to a spec the instances still run (a rollback before the
+// update got anywhere, or a cancelled deploy) replaces nothing: the plan
+// says so, and the controller leaves them running.
+func TestRollbackToTheRunningSpecReplacesNothing(t *testing.T) {
+	e := newPlanEnv(t)
+	e.call(t, api.ToolDeploy, map[string]any{"spec_yaml": planSpec}, nil, false)
+	e.settle(t)
+	before, _ := e.store.Instances(state.InstanceFilter{Service: "web"})
+	e.call(t, api.ToolDeploy, map[string]any{"spec_yaml": strings.Replace(planSpec, "busybox:1", "busybox:2", 1)}, nil, false)
+
+	var cr api.ChangeResult
+	e.call(t, api.ToolRollbackService, api.RollbackInput{Name: "web", Version: 1, DryRun: true}, &cr, false)
+	if cr.Plan == nil || cr.Plan.ToVersion != 3 || len(cr.Plan.Replace)+len(cr.Plan.Create)+len(cr.Plan.Stop) != 0 {
+		t.Fatalf("rollback plan to the running spec = %+v, want nothing replaced", cr.Plan)
+	}
+	e.call(t, api.ToolRollbackService, api.RollbackInput{Name: "web", Version: 1}, &cr, false)
+	e.settle(t)
+	after, _ := e.store.Instances(state.InstanceFilter{Service: "web"})
+	if len(after) != len(before) || len(after) != 3 {
+		t.Fatalf("instances before %d, after %d", len(before), len(after))
+	}
+	ids := map[string]bool{}
+	for _, in := range before {
+		ids[in.ID] = true
+	}
+	for _, in := range after {
+		if !ids[in.ID] || in.SpecVersion != 3 || in.Desired != state.DesiredRun {
+			t.Errorf("instance %s (version %d, desired %s): want the same instances, now on version 3", in.ID, in.SpecVersion, in.Desired)
+		}
+	}
+}

@@ -209,9 +209,37 @@ func (a *applier) putService(op PutService) error {
 	svc.ModifyIndex = a.index
 	svc.UpdatedAt = a.now
 	a.insert(tableServices, &svc)
+	if old != nil && svc.Version != old.Version {
+		a.keepSameSpecInstances(&svc)
+	}
 	a.recordHistory(&svc, old, op.Cause)
 	return nil
 }
+
+// keepSameSpecInstances moves the live instances that already run svc's
+// new spec (an earlier version with the same spec, as after a rollback or a
+// cancelled deploy) to the new version, so the controller does not replace
+// instances with identical ones. Deployment rollbacks in Kubernetes reuse
+// the old ReplicaSet's pods the same way.
+func (a *applier) keepSameSpecInstances(svc *Service) {
+	for _, in := range collect[Instance](must(a.txn.Get(tableInstances, indexService, svc.Name)), nil) {
+		if in.Desired != DesiredRun || in.SpecVersion == svc.Version {
+			continue
+		}
+		row, _ := must(a.txn.First(tableHistory, indexID, svc.Name, in.SpecVersion)).(*SpecVersion)
+		if row == nil || !sameSpecBesidesReplicas(row.Spec, svc.Spec) {
+			continue
+		}
+		moved := *in
+		moved.SpecVersion = svc.Version
+		moved.ModifyIndex = a.index
+		a.insert(tableInstances, &moved)
+	}
+}
+
+// SameSpecBesidesReplicas reports whether a change from a to b is only a
+// scale (or nothing): the Version stays, and instances running a stay.
+func SameSpecBesidesReplicas(a, b spec.Service) bool { return sameSpecBesidesReplicas(a, b) }
 
 // sameSpecBesidesReplicas reports whether a change from a to b is only a
 // scale (or nothing), which does not bump the service's Version.

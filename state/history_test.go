@@ -100,3 +100,36 @@ func TestServiceAbsentMakesACreateConditional(t *testing.T) {
 		t.Errorf("a refused create changed the service: %+v", svc)
 	}
 }
+
+// A deploy of a spec that live instances already run (a rollback, a
+// cancelled deploy) moves them to the new version instead of leaving them
+// outdated for the controller to replace; a restart still replaces them.
+func TestRedeployOfARunningSpecKeepsItsInstances(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	apply(t, s, PutService{Service: Service{Spec: webSpec("busybox:1", 2)}})
+	apply(t, s, PutInstance{Instance: Instance{ID: "web-0-a", Service: "web", Slot: 0, SpecVersion: 1, Node: "n", Desired: DesiredRun}})
+	apply(t, s, PutService{Service: Service{Spec: webSpec("busybox:2", 2)}})
+	apply(t, s, PutInstance{Instance: Instance{ID: "web-1-b", Service: "web", Slot: 1, SpecVersion: 2, Node: "n", Desired: DesiredRun}})
+	apply(t, s, PutInstance{Instance: Instance{ID: "web-1-old", Service: "web", Slot: 1, SpecVersion: 1, Node: "n", Desired: DesiredStop}})
+	versions := func() map[string]int {
+		ins, _ := s.Instances(InstanceFilter{Service: "web"})
+		m := map[string]int{}
+		for _, in := range ins {
+			m[in.ID] = in.SpecVersion
+		}
+		return m
+	}
+	if v := versions(); v["web-0-a"] != 1 || v["web-1-b"] != 2 {
+		t.Fatalf("a new spec moved instances: %v", v)
+	}
+	// Back to busybox:1 (version 3), with another replica count.
+	apply(t, s, PutService{Service: Service{Spec: webSpec("busybox:1", 3)}, Cause: "rollback to version 1"})
+	svc, _ := s.Service("web")
+	if v := versions(); svc.Version != 3 || v["web-0-a"] != 3 || v["web-1-b"] != 2 || v["web-1-old"] != 1 {
+		t.Fatalf("after the rollback (version %d): %v; want web-0-a on 3, web-1-b on 2, the stopping web-1-old untouched", svc.Version, v)
+	}
+	apply(t, s, RestartService{Name: "web"})
+	if v := versions(); v["web-0-a"] != 3 {
+		t.Fatalf("a restart must leave instances on the old version to be replaced: %v", v)
+	}
+}

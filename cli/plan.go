@@ -44,11 +44,11 @@ func printPlan(w io.Writer, p *api.Plan) {
 	if p.Action == api.ActionNone {
 		return
 	}
-	what := "the service"
+	what := "the service is"
 	if p.Node != "" {
-		what = "node " + p.Node + " and its instances"
+		what = "node " + p.Node + " and its instances are"
 	}
-	fmt.Fprintf(w, "apply it with: gantry apply %s (before %s, while %s are unchanged)\n", p.ID, p.ExpiresAt.Local().Format("15:04:05"), what)
+	fmt.Fprintf(w, "apply it with: gantry apply %s (before %s, while %s unchanged)\n", p.ID, p.ExpiresAt.Local().Format("15:04:05"), what)
 }
 
 // applyCmd applies a plan.

@@ -24,6 +24,7 @@ func TestPrintPlan(t *testing.T) {
 		"replace  slot 0  web-0-abc on n1  v1 -> v2",
 		"stop     slot 5  web-5-def on n1",
 		"gantry apply plan-0123456789abcdef01234567",
+		"while the service is unchanged)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("plan output lacks %q:\n%s", want, out)

@@ -83,7 +83,7 @@ func TestNodePlanStaleAndPending(t *testing.T) {
 	// One node: a drain leaves the replacements pending.
 	var nr api.NodeSchedulingResult
 	e.call(t, api.ToolDrainNode, api.DrainNodeInput{Node: "n1", DryRun: true}, &nr, false)
-	if nr.Plan == nil || len(nr.Plan.Stop) != 3 || len(nr.Plan.Create) != 0 || !strings.Contains(nr.Plan.Pending, "n1: not ready") {
+	if nr.Plan == nil || len(nr.Plan.Stop) != 3 || len(nr.Plan.Create) != 0 || !strings.Contains(nr.Plan.Pending, "n1: draining, takes no new instances") {
 		t.Fatalf("single-node drain plan = %+v, want 3 stops and pending", nr.Plan)
 	}
 	if !strings.Contains(nr.Plan.Summary, "would stay pending") {

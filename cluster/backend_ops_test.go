@@ -65,7 +65,7 @@ func TestDrainMakesInstancesPendingAndExplainSaysWhy(t *testing.T) {
 	}
 	var ex api.Explanation
 	text := e.call(t, api.ToolExplain, api.ExplainInput{ID: "web"}, &ex, false)
-	for _, want := range []string{"0 of 3 replicas running", "3 replica(s) have no instance", "not ready", "node n1 is drained", "set_node_eligibility"} {
+	for _, want := range []string{"0 of 3 replicas running", "3 replica(s) have no instance", "n1: draining, takes no new instances", "node n1 is drained", "set_node_eligibility"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("explain lacks %q:\n%s", want, text)
 		}

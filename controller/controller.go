@@ -147,7 +147,8 @@ func Candidates(nodes []*state.Node, insts []*state.Instance, services []*state.
 	}
 	cands := make([]scheduler.Node, 0, len(nodes))
 	for _, n := range nodes {
-		cands = append(cands, scheduler.Node{ID: n.ID, Ready: n.Status == "ready" && state.Schedulable(n), CPU: n.CPU, Memory: n.Memory})
+		cands = append(cands, scheduler.Node{ID: n.ID, Ready: n.Status == "ready",
+			Unschedulable: n.Labels[state.LabelScheduling], CPU: n.CPU, Memory: n.Memory})
 	}
 	return cands, usage
 }

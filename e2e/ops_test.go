@@ -51,7 +51,7 @@ resources: {cpu: 50m, memory: 16Mi, pids: 32}
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if out, err := d.cli("events", "drained", "--type", "Pending"); err != nil || !strings.Contains(out, "not ready") {
+	if out, err := d.cli("events", "drained", "--type", "Pending"); err != nil || !strings.Contains(out, "draining, takes no new instances") {
 		t.Errorf("events --type Pending: %v\n%s", err, out)
 	}
 	if out, err := d.cli("cluster"); err != nil || !strings.Contains(out, "drained") {

@@ -13,10 +13,13 @@ import (
 
 // Node is a placement candidate.
 type Node struct {
-	ID     string
-	Ready  bool
-	CPU    int64 // allocatable millicores
-	Memory int64 // allocatable bytes
+	ID    string
+	Ready bool
+	// Unschedulable, when set, says why the node takes no new instances
+	// although it may be ready: "draining" or "ineligible".
+	Unschedulable string
+	CPU           int64 // allocatable millicores
+	Memory        int64 // allocatable bytes
 }
 
 // Usage is what already runs on a node.
@@ -135,6 +138,7 @@ func Place(nodes []Node, usage map[string]*Usage, req Request) (string, error) {
 	var cands []cand
 	var skipped []string
 	portConflict := false
+	marked := 0 // nodes skipped only for their scheduling mark
 	for _, n := range nodes {
 		u := usage[n.ID]
 		if u == nil {
@@ -143,6 +147,10 @@ func Place(nodes []Node, usage map[string]*Usage, req Request) (string, error) {
 		switch {
 		case !n.Ready:
 			skipped = append(skipped, n.ID+": not ready")
+			continue
+		case n.Unschedulable != "":
+			skipped = append(skipped, n.ID+": "+n.Unschedulable+", takes no new instances")
+			marked++
 			continue
 		case n.CPU > 0 && u.CPU+req.CPU > n.CPU:
 			skipped = append(skipped, fmt.Sprintf("%s: cpu %dm of %dm reserved, %dm asked", n.ID, u.CPU, n.CPU, req.CPU))
@@ -172,6 +180,9 @@ func Place(nodes []Node, usage map[string]*Usage, req Request) (string, error) {
 		hint := "lower the service's resources, scale other services down, or add a node"
 		if portConflict {
 			hint = "a fixed host_port allows one instance per node: use no more replicas than nodes, leave host_port out to get a dynamic port, or add a node"
+		}
+		if marked == len(nodes) {
+			hint = "make a node eligible again (gantry eligible NODE true, or set_node_eligibility), or add a node"
 		}
 		return "", errdefs.WithHint(fmt.Errorf("no node can run an instance of %q (%s): %w",
 			req.Service, strings.Join(skipped, "; "), errdefs.ErrUnavailable), hint)

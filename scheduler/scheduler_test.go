@@ -3,6 +3,7 @@ package scheduler
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/gantry-dev/gantry/errdefs"
@@ -41,6 +42,29 @@ func TestPlaceNoRoom(t *testing.T) {
 	}
 	if _, err := Place(nil, map[string]*Usage{}, Request{Service: "x"}); err == nil {
 		t.Fatal("no nodes should fail")
+	}
+}
+
+// A drained or ineligible node is named as such, not as "not ready", and
+// the hint says how to make it take instances again.
+func TestPlaceMarkedNodes(t *testing.T) {
+	nodes := []Node{{ID: "a", Ready: true, Unschedulable: "draining", CPU: 1000}, {ID: "b", Ready: true, Unschedulable: "ineligible", CPU: 1000}}
+	_, err := Place(nodes, map[string]*Usage{}, Request{Service: "web", CPU: 100})
+	if !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Fatalf("want ErrUnavailable, got %v", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{"a: draining, takes no new instances", "b: ineligible, takes no new instances", "gantry eligible NODE true"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q: %s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "not ready") || strings.Contains(msg, "lower the service's resources") {
+		t.Errorf("error blames readiness or resources: %s", msg)
+	}
+	nodes = append(nodes, Node{ID: "c", Ready: true, CPU: 1000})
+	if id, err := Place(nodes, map[string]*Usage{}, Request{Service: "web", CPU: 100}); err != nil || id != "c" {
+		t.Fatalf("the eligible node: got %q, %v", id, err)
 	}
 }
 

@@ -106,10 +106,10 @@ func (c *secretCmd) readValue(path string, keepNewline bool) (string, error) {
 		defer f.Close()
 		r, source = f, path
 	} else {
-		if f, ok := c.app.stdin.(*os.File); ok {
-			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-				fmt.Fprintln(c.app.stderr, "reading the secret value from the terminal; end it with Ctrl-D (or pipe it in, or use --from-file)")
-			}
+		// A terminal, not any character device: /dev/null (cron, CI) is
+		// one too, and there the prompt would only mislead.
+		if f, ok := c.app.stdin.(*os.File); ok && isTerminal(f) {
+			fmt.Fprintln(c.app.stderr, "reading the secret value from the terminal; end it with Ctrl-D (or pipe it in, or use --from-file)")
 		}
 		r = c.app.stdin
 		if r == nil {

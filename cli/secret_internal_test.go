@@ -34,6 +34,21 @@ func TestSecretReadValue(t *testing.T) {
 	if _, err := read(strings.Repeat("x", 64<<10+1), "", false); err == nil || !strings.Contains(err.Error(), "64 KiB") {
 		t.Errorf("too long: %v", err)
 	}
+	// /dev/null is a character device but no terminal: no prompt, and the
+	// empty value is refused.
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devnull.Close()
+	var stderr bytes.Buffer
+	c := &secretCmd{app: newApp(&bytes.Buffer{}, &stderr, devnull, func(string) (string, bool) { return "", false })}
+	if _, err := c.readValue("", false); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Errorf("stdin /dev/null: %v", err)
+	}
+	if strings.Contains(stderr.String(), "terminal") {
+		t.Errorf("stdin /dev/null is taken for a terminal: %q", stderr.String())
+	}
 	path := filepath.Join(t.TempDir(), "v")
 	if err := os.WriteFile(path, []byte("from-file\n"), 0o600); err != nil {
 		t.Fatal(err)

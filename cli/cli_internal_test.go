@@ -93,6 +93,11 @@ func TestRegisterExternalCommand(t *testing.T) {
 	if !strings.Contains(out.String(), "test-ext") {
 		t.Errorf("help does not list the registered command:\n%s", out.String())
 	}
+	for _, flag := range []string{"--addr URL", "--token-file FILE", "--ca-file FILE"} {
+		if !strings.Contains(out.String(), flag) {
+			t.Errorf("help does not list the global flag %s:\n%s", flag, out.String())
+		}
+	}
 	for _, name := range []string{"test-ext", "ps", "Bad Name"} {
 		func() {
 			defer func() {

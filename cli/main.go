@@ -224,6 +224,8 @@ Global flags (also accepted after the command):
   --addr URL         the server's MCP endpoint (env GANTRY_ADDR, default %s)
   --token-file FILE  file holding the bearer token (default %s);
                      GANTRY_TOKEN, when set, is used instead of the default file
+  --ca-file FILE     CA certificate (PEM) that signed an https server's certificate
+                     (env GANTRY_CA_FILE)
 
 Run 'gantry help <command>' for a command's flags.
 `, defaultAddr, defaultTokenFile)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -191,8 +192,12 @@ func describe(tool string, err error, h errorHint) error {
 		msg = fmt.Sprintf("%v: the object changed at the same time or already exists; read the current state with get_service or list_services and retry", err)
 	case errdefs.IsUnavailable(err):
 		msg = fmt.Sprintf("%v: the cluster cannot do this right now (no leader, node down or shutting down); retry in a few seconds", err)
-	case errors.Is(err, errdefs.ErrPermission):
+	case errors.Is(err, errdefs.ErrPermission) && errors.Is(err, fs.ErrPermission):
 		msg = fmt.Sprintf("%v: the gantry server lacks the privileges for this; run it as root", err)
+	case errors.Is(err, errdefs.ErrPermission):
+		// A refusal by gantry's own rules (say, deciding one's own
+		// approval): its message says who may do it; root would not help.
+		msg = err.Error()
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		msg = fmt.Sprintf("%s was cancelled before it finished (%v): the change may be partly applied; check with list_services", tool, err)
 	default:

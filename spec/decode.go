@@ -8,14 +8,15 @@ import (
 
 // Known field names per level, in the order of the types (for hints).
 var (
-	serviceFields   = []string{"version", "name", "image", "command", "args", "env", "workdir", "user", "replicas", "ports", "resources", "restart", "stop", "health", "labels", "init", "cap_add", "secrets"}
-	portFields      = []string{"name", "port", "host_port", "protocol"}
-	resourcesFields = []string{"cpu", "memory", "pids"}
-	stopFields      = []string{"signal", "grace"}
-	healthFields    = []string{"http", "tcp", "exec", "interval", "timeout", "failures", "grace"}
-	httpFields      = []string{"port", "path"}
-	tcpFields       = []string{"port"}
-	execFields      = []string{"command"}
+	serviceFields    = []string{"version", "name", "image", "command", "args", "env", "workdir", "user", "replicas", "ports", "resources", "restart", "stop", "health", "labels", "init", "cap_add", "secrets", "disconnect"}
+	portFields       = []string{"name", "port", "host_port", "protocol"}
+	resourcesFields  = []string{"cpu", "memory", "pids"}
+	stopFields       = []string{"signal", "grace"}
+	healthFields     = []string{"http", "tcp", "exec", "interval", "timeout", "failures", "grace"}
+	httpFields       = []string{"port", "path"}
+	tcpFields        = []string{"port"}
+	execFields       = []string{"command"}
+	disconnectFields = []string{"replace_after"}
 )
 
 // service decodes the root mapping, starting from the defaults so that
@@ -73,6 +74,12 @@ func (d *decoder) service(root *yaml.Node) *Service {
 			s.CapAdd = d.strList(v, p)
 		case "secrets":
 			s.Secrets = d.strMap(v, p)
+		case "disconnect":
+			d.fields(v, p, disconnectFields, func(_ string, v *yaml.Node, fp string) {
+				if x, ok := d.duration(v, fp); ok {
+					s.Disconnect.ReplaceAfter = x
+				}
+			})
 		}
 	})
 	if !ok {

@@ -54,6 +54,7 @@ func Changes(old, new *Service) []string {
 	c.cmp("init", a.InitEnabled(), b.InitEnabled())
 	c.list("cap_add", a.CapAdd, b.CapAdd)
 	c.dict("secrets", a.Secrets, b.Secrets)
+	c.cmp("disconnect.replace_after", a.Disconnect.ReplaceAfter, b.Disconnect.ReplaceAfter)
 	sort.Strings(c.paths)
 	return c.paths
 }

@@ -34,6 +34,7 @@ func TestChanges(t *testing.T) {
 		{"caps", func(s *Service) { s.CapAdd = nil }, []string{"cap_add"}},
 		{"version", func(s *Service) { s.Version = 2 }, []string{"version"}},
 		{"name", func(s *Service) { s.Name = "web" }, []string{"name"}},
+		{"disconnect", func(s *Service) { s.Disconnect.ReplaceAfter = Duration(time.Minute) }, []string{"disconnect.replace_after"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

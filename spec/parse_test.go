@@ -235,6 +235,7 @@ func TestParseUnknownFields(t *testing.T) {
 		{"name: web\nimage: busybox\nhealth:\n  http: {port: 80, pth: /}\n", "health.http.pth", 4, "did you mean path?"},
 		{"name: web\nimage: busybox\nhealth:\n  retries: 3\n", "health.retries", 4, "known fields here: http, tcp, exec"},
 		{"name: web\nimage: busybox\nvolumes: [a]\n", "volumes", 3, "known fields here: version, name"},
+		{"name: web\nimage: busybox\ndisconnect: {replace_afer: 1m}\n", "disconnect.replace_afer", 3, "did you mean replace_after?"},
 	}
 	for _, c := range cases {
 		t.Run(c.path, func(t *testing.T) {
@@ -366,4 +367,18 @@ func assertProblem(t *testing.T, err error, path string, line int, msg string) F
 	}
 	t.Fatalf("no problem at %s in:\n%v", path, err)
 	return FieldError{}
+}
+
+func TestParseDisconnect(t *testing.T) {
+	s, err := Parse([]byte("name: web\nimage: busybox\ndisconnect:\n  replace_after: 90s\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Disconnect.ReplaceAfter != Duration(90*time.Second) {
+		t.Errorf("replace_after = %s, want 1m30s", s.Disconnect.ReplaceAfter)
+	}
+	s, err = Parse([]byte("name: web\nimage: busybox\n"), "t.yaml")
+	if err != nil || s.Disconnect.ReplaceAfter != 0 {
+		t.Errorf("absent disconnect: %v, %v; want 0s (replace at once)", s, err)
+	}
 }

@@ -188,9 +188,10 @@ func fullService() *Service {
 			Failures: 7,
 			Grace:    Duration(time.Minute),
 		},
-		Labels: map[string]string{"tier": "back", "example.com/team": "core"},
-		Init:   &no,
-		CapAdd: []string{"CAP_NET_BIND_SERVICE"},
+		Labels:     map[string]string{"tier": "back", "example.com/team": "core"},
+		Init:       &no,
+		CapAdd:     []string{"CAP_NET_BIND_SERVICE"},
+		Disconnect: Disconnect{ReplaceAfter: Duration(30 * time.Second)},
 	}
 }
 

@@ -33,6 +33,24 @@ type Service struct {
 	// (gantry secret set NAME) whose value the variable gets when an
 	// instance starts. The spec holds only names, never values.
 	Secrets map[string]string `json:"secrets,omitempty" yaml:"secrets,omitempty"`
+	// Disconnect says what happens to instances whose node stops answering.
+	Disconnect Disconnect `json:"disconnect,omitzero" yaml:"disconnect,omitempty"`
+}
+
+// Disconnect is a service's tolerance of a node that fails its membership
+// checks (crashed, powered off, cut off by the network).
+type Disconnect struct {
+	// ReplaceAfter is how long the instances on a down node stay counted
+	// before they are marked lost and replaced on other nodes. Default 0s:
+	// replace as soon as the node is down, which is what a stateless
+	// service wants. A longer wait suits instances that are costly to
+	// move or must never run twice: during a short network cut the old
+	// instance may still be running. When the node comes back, its
+	// replaced instances are stopped, so no slot ends up with two.
+	// Kubernetes calls this tolerationSeconds of the
+	// node.kubernetes.io/unreachable taint (default 300s); Nomad calls it
+	// disconnect.lost_after (formerly max_client_disconnect).
+	ReplaceAfter Duration `json:"replace_after,omitempty" yaml:"replace_after,omitempty"`
 }
 
 // Port is a named container port, published on the host.

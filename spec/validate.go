@@ -23,6 +23,9 @@ const (
 	MaxStopGrace      = Duration(time.Hour)
 	MinHealthInterval = Duration(100 * time.Millisecond)
 	MaxHealthFailures = 100
+	// MaxReplaceAfter bounds disconnect.replace_after: a node away for a
+	// day is not coming back soon, and its instances are needed elsewhere.
+	MaxReplaceAfter = Duration(24 * time.Hour)
 )
 
 // Defaults applied by Parse (for absent fields) and SetDefaults (for zero ones).
@@ -174,6 +177,11 @@ func validate(s *Service, strict bool, p *problems) {
 	v.labels(s.Labels)
 	v.capabilities(s.CapAdd)
 	v.secrets(s.Secrets, s.Env)
+	if r := s.Disconnect.ReplaceAfter; r < 0 || r > MaxReplaceAfter {
+		v.add("disconnect.replace_after",
+			"how long to wait after an instance's node goes down before replacing it elsewhere; 0s replaces at once",
+			"must be between 0s and 24h, got %s", r)
+	}
 }
 
 func (v *validator) dnsLabel(path, s, missingHint string) {

@@ -106,6 +106,9 @@ func TestValidationRules(t *testing.T) {
 		{"cap unknown", "cap_add: [NET_ADMN]", false, "cap_add[0]", 3, `unknown capability "NET_ADMN"`, "did you mean CAP_NET_ADMIN?"},
 		{"cap all", "cap_add:\n  - kill\n  - ALL", false, "cap_add[1]", 5, "unknown capability", "ALL is not supported"},
 		{"cap duplicate", "cap_add: [net_admin, CAP_NET_ADMIN]", false, "cap_add[1]", 3, "CAP_NET_ADMIN is already listed at cap_add[0]", ""},
+		{"replace_after negative", "disconnect: {replace_after: -1s}", false, "disconnect.replace_after", 3, "between 0s and 24h, got -1s", "0s replaces at once"},
+		{"replace_after too long", "disconnect:\n  replace_after: 25h", false, "disconnect.replace_after", 4, "between 0s and 24h, got 25h0m0s", "before replacing it elsewhere"},
+		{"replace_after not a duration", "disconnect: {replace_after: soon}", false, "disconnect.replace_after", 3, "", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -152,6 +155,7 @@ func TestValidationAccepts(t *testing.T) {
 		"env: {PATH: /bin, EMPTY: , NUM: 1}",
 		"workdir: /srv/app",
 		"init: false",
+		"disconnect: {replace_after: 0s}", "disconnect: {replace_after: 30s}", "disconnect: {replace_after: 24h}", "disconnect: {}",
 	} {
 		if _, err := Parse([]byte(base+in+"\n"), "t.yaml"); err != nil {
 			t.Errorf("Parse rejected %q:\n%v", in, err)

@@ -336,6 +336,7 @@ func (a *applier) putNode(op PutNode) error {
 	n.SeenAt = a.now
 	n.ModifyIndex = a.index
 	keepScheduling(&n, a.node(n.ID))
+	stampDownSince(&n, a.node(n.ID), a.now)
 	a.insert(tableNodes, &n)
 	return nil
 }

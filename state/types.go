@@ -39,6 +39,13 @@ const (
 	StateFailed    = "failed"    // will not be restarted (policy never / start error)
 	StateStopping  = "stopping"
 	StateStopped   = "stopped"
+	// StateLost is set by the controller, not a worker: the instance's node
+	// was down for longer than the service's disconnect.replace_after, so
+	// its desired state became stop and its slot was given to a replacement
+	// on another node. The record stays until the node is back and its
+	// worker reports the container stopped (or the node stays away for
+	// controller.ForgetLostAfter).
+	StateLost = "lost"
 )
 
 // Exit is how an instance's process ended.
@@ -86,6 +93,12 @@ type InstanceStatus struct {
 	Failures int `json:"failures,omitempty"`
 }
 
+// Node statuses.
+const (
+	NodeReady = "ready"
+	NodeDown  = "down" // failed its membership checks; see Node.DownSince
+)
+
 // Node is a machine that runs instances.
 type Node struct {
 	ID       string            `json:"id"`
@@ -98,6 +111,11 @@ type Node struct {
 	Runtime  string            `json:"runtime,omitempty"` // e.g. "runc 1.1.5"
 	JoinedAt time.Time         `json:"joined_at"`
 	SeenAt   time.Time         `json:"seen_at"`
+	// DownSince is when the node was marked down (zero while it is ready):
+	// the clock from which a service's disconnect tolerance runs. The FSM
+	// keeps it across repeated down writes and clears it when the node is
+	// ready again.
+	DownSince time.Time `json:"down_since,omitzero"`
 
 	ModifyIndex uint64 `json:"modify_index"`
 }

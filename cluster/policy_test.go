@@ -130,6 +130,9 @@ func TestPolicyApprovalFlow(t *testing.T) {
 		!strings.Contains(pend.HowTo, "gantry approve "+pend.ApprovalID) {
 		t.Fatalf("pending = %+v", pend)
 	}
+	if text := resultText(res); strings.Count(text, "prod-approval") != 1 || !strings.Contains(text, "gantry token create --scope admin") {
+		t.Errorf("held call's text names the rule more than once or not how to get a second admin token: %s", text)
+	}
 	if n := e.replicas(t, "shop"); n != 1 {
 		t.Fatalf("held call ran: %d replicas", n)
 	}

@@ -382,12 +382,16 @@ func (s *Server) hold(ctx context.Context, g *callGuard, p Principal, tool strin
 	}
 	pend := api.PendingApproval{
 		Status: "pending_approval", ApprovalID: a.ID, Tool: tool, Rule: d.Rule, Reason: d.Reason, ExpiresAt: a.ExpiresAt,
-		HowTo: fmt.Sprintf("The call did not run. A human with an admin token other than yours approves it with: gantry approve %s (or the approve tool). "+
+		HowTo: fmt.Sprintf("The call did not run. A human with an admin token other than yours (gantry token create --scope admin --name NAME makes one) approves it with: gantry approve %s (or the approve tool). "+
 			"Then repeat exactly the same %s call with the same arguments plus \"%s\": %q (from the gantry CLI: the same command with --approval %s). "+
 			"The approval works once and expires at %s.",
 			a.ID, tool, api.ApprovalIDArg, a.ID, a.ID, a.ExpiresAt.UTC().Format(time.RFC3339)),
 	}
 	s.log.Info("tool call held for approval", "tool", tool, "principal", p.Name, "rule", d.Rule, "approval", a.ID)
-	text := fmt.Sprintf("pending approval %s: policy rule %s: %s. %s", a.ID, d.Rule, d.Reason, pend.HowTo)
+	reason := d.Reason
+	if !strings.Contains(reason, d.Rule) { // a rule's message, or a default that names no rule
+		reason = fmt.Sprintf("policy rule %s: %s", d.Rule, reason)
+	}
+	text := fmt.Sprintf("pending approval %s: %s. %s", a.ID, reason, pend.HowTo)
 	return &sdk.CallToolResult{IsError: true, StructuredContent: pend, Content: []sdk.Content{&sdk.TextContent{Text: text}}}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/gantry-dev/gantry/errdefs"
 )
@@ -20,6 +21,11 @@ type Node struct {
 	Unschedulable string
 	CPU           int64 // allocatable millicores
 	Memory        int64 // allocatable bytes
+	// DownSince is when a node that is not ready went down (failed its
+	// membership checks); zero for a node that is up. It names the
+	// failure in placement errors, and the controller's disconnect
+	// tolerance runs from it.
+	DownSince time.Time
 }
 
 // Usage is what already runs on a node.
@@ -145,6 +151,9 @@ func Place(nodes []Node, usage map[string]*Usage, req Request) (string, error) {
 			u = &Usage{}
 		}
 		switch {
+		case !n.Ready && !n.DownSince.IsZero():
+			skipped = append(skipped, n.ID+": down since "+n.DownSince.UTC().Format(time.RFC3339))
+			continue
 		case !n.Ready:
 			skipped = append(skipped, n.ID+": not ready")
 			continue

@@ -116,7 +116,7 @@ type History struct {
 // SpecVersion is one version of a service's spec.
 type SpecVersion struct {
 	Version int            `json:"version"`
-	Cause   string         `json:"cause" jsonschema:"deploy (a spec change or rollback) or restart (same spec, instances replaced)"`
+	Cause   string         `json:"cause" jsonschema:"deploy (a spec change), rollback to version N, restart (same spec, instances replaced) or deploy of version N cancelled (a cancelled rollout reverted)"`
 	Time    time.Time      `json:"time"`
 	Image   string         `json:"image"`
 	Changes []string       `json:"changes,omitempty" jsonschema:"fields changed from the previous version kept"`

@@ -346,7 +346,11 @@ func (b *Backend) ApplyPlan(ctx context.Context, req mcp.PlanRequest, plan *api.
 		if cur == nil {
 			rec.CreatedAt = at
 		}
-		op = state.PutService{Service: rec, ExpectModifyIndex: plan.Base}
+		put := state.PutService{Service: rec, ExpectModifyIndex: plan.Base}
+		if t.action == api.ActionRollback {
+			put.Cause = fmt.Sprintf("rollback to version %d", req.Version)
+		}
+		op = put
 	}
 	res.Message = plan.Summary
 	ev := state.Event{Time: at, Service: req.Service, Type: evType, Message: plan.Summary}

@@ -191,7 +191,7 @@ func TestRollbackRestartHistory(t *testing.T) {
 	for _, v := range h.Versions {
 		got = append(got, v.Cause+":"+v.Image)
 	}
-	if h.Current != 4 || strings.Join(got, " ") != "deploy:busybox:1 deploy:busybox:2 deploy:busybox:1 restart:busybox:1" {
+	if h.Current != 4 || strings.Join(got, " ") != "deploy:busybox:1 deploy:busybox:2 rollback to version 1:busybox:1 restart:busybox:1" {
 		t.Fatalf("history = %d %v", h.Current, got)
 	}
 	if strings.Join(h.Versions[1].Changes, ",") != "image" {

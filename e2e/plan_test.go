@@ -99,7 +99,7 @@ resources: {cpu: 50m, memory: 16Mi, pids: 32}
 		t.Errorf("after rollback to 1, env = %v, want GREETING=hello", s.Spec["env"])
 	}
 	out, err = d.cli("history", "planned")
-	if err != nil || !strings.Contains(out, "3 (current)") || strings.Count(out, "deploy") != 3 {
+	if err != nil || !strings.Contains(out, "3 (current)") || strings.Count(out, "deploy") != 2 || !strings.Contains(out, "rollback to version 1") {
 		t.Errorf("history: %v\n%s", err, out)
 	}
 	if out, err := d.cli("scale", "planned", "1", "--dry-run"); err != nil || !strings.Contains(out, "2 to stop") {

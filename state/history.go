@@ -32,9 +32,9 @@ type SpecVersion struct {
 	Service string       `json:"service"`
 	Version int          `json:"version"`
 	Spec    spec.Service `json:"spec"`
-	// Cause is CauseDeploy (a spec change, including a rollback),
-	// CauseRestart (same spec, new version to roll the instances) or the
-	// cause a PutService gave (a cancelled deploy's revert).
+	// Cause is CauseDeploy (a spec change), CauseRestart (same spec, new
+	// version to roll the instances) or the cause a PutService gave (a
+	// rollback's "rollback to version N", a cancelled deploy's revert).
 	Cause string    `json:"cause"`
 	Index uint64    `json:"index"` // Raft index that recorded it
 	Time  time.Time `json:"time"`

@@ -3,6 +3,11 @@
 //
 //	go run ./hack/mkimage -busybox /usr/bin/busybox -www DIR -ref 127.0.0.1:5000/demo/web:1 -insecure
 //
+// or, with -o FILE, writes it as a docker save tarball tagged -ref instead,
+// for `gantry image import FILE` (no registry needed):
+//
+//	go run ./hack/mkimage -www examples/web/www -ref local/demo/web:1 -o web.tar
+//
 // The image has busybox and its applet links in /bin, DIR's files under
 // /www, an /etc/passwd and /etc/group with root and nobody, and runs
 // `httpd -f -p 8080 -h /www`.
@@ -18,7 +23,9 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/gantry-dev/gantry/image"
 )
@@ -47,6 +54,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	www := fs.String("www", "", "directory whose files are served from /www")
 	ref := fs.String("ref", "127.0.0.1:5000/demo/web:1", "image reference to push to")
 	insecure := fs.Bool("insecure", false, "allow plain http to the registry")
+	out := fs.String("o", "", "write a docker save tarball tagged -ref to this `FILE` instead of pushing (for gantry image import)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -77,11 +85,22 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := image.Push(ctx, img, *ref, *insecure); err != nil {
-		return err
-	}
 	dgst, err := img.Digest()
 	if err != nil {
+		return err
+	}
+	if *out != "" {
+		tag, err := name.NewTag(*ref)
+		if err != nil {
+			return fmt.Errorf("-ref %q: a tarball needs a tag reference such as local/demo/web:1: %w", *ref, err)
+		}
+		if err := tarball.WriteToFile(*out, tag, img); err != nil {
+			return fmt.Errorf("write %s: %w", *out, err)
+		}
+		fmt.Fprintf(stdout, "wrote %s (%s@%s); import it with: gantry image import %s\n", *out, *ref, dgst, *out)
+		return nil
+	}
+	if err := image.Push(ctx, img, *ref, *insecure); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "pushed %s@%s\n", *ref, dgst)

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/gantry-dev/gantry/image/imagetest"
 )
@@ -83,6 +84,27 @@ func TestMkimage(t *testing.T) {
 	}
 	if h := files["bin/busybox"]; h != nil && (h.Mode&0o111 == 0 || h.Uid != 0) {
 		t.Errorf("bin/busybox: mode %o uid %d", h.Mode, h.Uid)
+	}
+
+	// -o writes the same image as a docker save tarball, tagged -ref.
+	tarPath := filepath.Join(t.TempDir(), "web.tar")
+	out.Reset()
+	if err := run(t.Context(), []string{"-busybox", imagetest.BusyboxPath, "-www", www, "-ref", "local/demo/web:1", "-o", tarPath}, &out); err != nil {
+		t.Fatalf("mkimage -o: %v", err)
+	}
+	if !strings.Contains(out.String(), "gantry image import "+tarPath) {
+		t.Errorf("-o output %q does not say how to import it", out.String())
+	}
+	tag := name.MustParseReference("local/demo/web:1").(name.Tag)
+	saved, err := tarball.ImageFromPath(tarPath, &tag)
+	if err != nil {
+		t.Fatalf("read the tarball back: %v", err)
+	}
+	if scf, err := saved.ConfigFile(); err != nil || strings.Join(scf.Config.Cmd, " ") != "/bin/httpd -f -p 8080 -h /www" {
+		t.Errorf("tarball image config %+v, %v", scf, err)
+	}
+	if ls, err := saved.Layers(); err != nil || len(ls) != 2 {
+		t.Errorf("tarball image has %d layers (%v), want 2", len(ls), err)
 	}
 
 	if err := run(t.Context(), []string{"-ref", ref}, io.Discard); err == nil {

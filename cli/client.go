@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -29,18 +30,28 @@ func (a *app) token() (string, error) {
 	}
 	data, err := readTokenFile(a.g.tokenFile)
 	if err != nil {
-		reason := err.Error()
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			reason = fmt.Sprintf("cannot read %s: %v", pe.Path, pe.Err)
-		}
-		return "", fmt.Errorf("no token: run gantry dev first, or set GANTRY_TOKEN (%s)", reason)
+		return "", tokenFileError(err)
 	}
 	t := strings.TrimSpace(string(data))
 	if t == "" {
 		return "", fmt.Errorf("no token: %s is empty: run gantry dev first, or set GANTRY_TOKEN", a.g.tokenFile)
 	}
 	return t, nil
+}
+
+// tokenFileError says why the token file could not be read and what to do:
+// a file that exists but is not readable is root's (gantry dev writes it
+// 0600), which "run gantry dev first" would not fix.
+func tokenFileError(err error) error {
+	reason := err.Error()
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		reason = fmt.Sprintf("cannot read %s: %v", pe.Path, pe.Err)
+	}
+	if errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("no token: %s: the admin token is readable by root only: run the command as root (sudo), or set GANTRY_TOKEN to a token made with: sudo gantry token create --name NAME --scope operate", reason)
+	}
+	return fmt.Errorf("no token: run gantry dev first, or set GANTRY_TOKEN (%s)", reason)
 }
 
 // maxTokenFile bounds the token file; gantry's tokens are 64 characters.

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,5 +106,18 @@ func TestReadTokenFileBounded(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("--token-file on a FIFO hangs")
+	}
+}
+
+// An unreadable token file asks for root or GANTRY_TOKEN, not to start gantry
+// dev (it is running; its token is root's); a missing one asks for gantry dev.
+func TestTokenFileError(t *testing.T) {
+	denied := tokenFileError(&os.PathError{Op: "open", Path: "/var/lib/gantry/admin.token", Err: fs.ErrPermission})
+	if msg := denied.Error(); !strings.Contains(msg, "sudo") || !strings.Contains(msg, "GANTRY_TOKEN") || strings.Contains(msg, "run gantry dev first") {
+		t.Errorf("permission denied: %q", msg)
+	}
+	missing := tokenFileError(&os.PathError{Op: "open", Path: "/var/lib/gantry/admin.token", Err: fs.ErrNotExist})
+	if msg := missing.Error(); !strings.Contains(msg, "run gantry dev first") || !strings.Contains(msg, "cannot read /var/lib/gantry/admin.token") {
+		t.Errorf("missing: %q", msg)
 	}
 }

@@ -57,7 +57,8 @@ type ExecResult struct {
 // are captured separately and bounded.
 //
 // When the timeout expires or ctx is cancelled, the exec'd process (found
-// through --pid-file) and its descendants are killed, and ExecProcess waits
+// through --pid-file), its descendants and the rest of its session (a
+// child it left in the background) are killed, and ExecProcess waits
 // for the runtime CLI to reap them, so nothing is left running. A timeout
 // is a result (TimedOut); a cancelled ctx is an error wrapping ctx.Err().
 // A container that does not exist is errdefs.ErrNotFound; one that is not
@@ -134,7 +135,7 @@ func (r *Runtime) ExecProcess(ctx context.Context, id string, argv []string, o E
 	case waitErr = <-waitc:
 	case <-tctx.Done():
 		res.TimedOut = ctx.Err() == nil
-		r.killExec(cmd, pidFile)
+		r.killExec(cmd, pidFile, c.PID)
 		select {
 		case waitErr = <-waitc:
 		case <-time.After(execKillWait):
@@ -201,14 +202,20 @@ func execProcess(bundle string, argv []string) (*specs.Process, error) {
 	return &p, nil
 }
 
-// killExec kills the exec'd process and its descendants. The process's PID
-// (in the host's namespace) appears in pidFile once the runtime started
-// it; while it has not, the runtime CLI itself is killed instead.
-func (r *Runtime) killExec(cmd *exec.Cmd, pidFile string) {
+// killExec kills the exec'd process, its descendants and every process of
+// its session (the runtime starts it as a session leader): a child it put
+// in the background and left behind is reparented to the container's init,
+// so it is no longer a descendant, yet it still holds the output pipes and
+// would keep the runtime CLI waiting. Only processes in the container's PID
+// namespace are killed, so a PID reused meanwhile on the host is spared.
+// The process's PID (in the host's namespace) appears in pidFile once the
+// runtime started it; while it has not, the runtime CLI itself is killed
+// instead.
+func (r *Runtime) killExec(cmd *exec.Cmd, pidFile string, initPID int) {
 	deadline := time.Now().Add(execKillWait)
 	for {
 		if pid, err := readPIDFile(pidFile); err == nil {
-			victims := append([]int{pid}, descendants(pid)...)
+			victims := execVictims(pid, initPID)
 			for _, p := range victims {
 				_ = unix.Kill(p, unix.SIGKILL)
 			}
@@ -223,26 +230,43 @@ func (r *Runtime) killExec(cmd *exec.Cmd, pidFile string) {
 	}
 }
 
-// descendants returns the PIDs of pid's children, their children and so
-// on, read from /proc (best effort: processes may come and go meanwhile).
-func descendants(pid int) []int {
+// execProc is what killExec needs from /proc/<pid>/stat.
+type execProc struct {
+	ppid, session int
+}
+
+// execVictims returns pid, its descendants and the other members of its
+// session, read from /proc (best effort: processes come and go), keeping
+// those in the PID namespace of the container whose init is initPID (all,
+// when that namespace cannot be read).
+func execVictims(pid, initPID int) []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return nil
+		return []int{pid}
 	}
+	stats := map[int]execProc{}
 	children := map[int][]int{}
 	for _, e := range entries {
 		p, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		if pp, ok := parentOf(p); ok {
-			children[pp] = append(children[pp], p)
+		if st, ok := readExecProc(p); ok {
+			stats[p] = st
+			children[st.ppid] = append(children[st.ppid], p)
 		}
 	}
-	var out []int
-	queue := []int{pid}
 	seen := map[int]bool{pid: true}
+	out := []int{pid}
+	queue := []int{pid}
+	for p, st := range stats {
+		// Session members and, below, their descendants.
+		if st.session == pid && !seen[p] && p != initPID {
+			seen[p] = true
+			out = append(out, p)
+			queue = append(queue, p)
+		}
+	}
 	for len(queue) > 0 {
 		p := queue[0]
 		queue = queue[1:]
@@ -254,26 +278,55 @@ func descendants(pid int) []int {
 			}
 		}
 	}
-	return out
+	ns := pidNamespace(initPID)
+	if ns == "" {
+		return out
+	}
+	kept := out[:0]
+	for _, p := range out {
+		if pidNamespace(p) == ns {
+			kept = append(kept, p)
+		}
+	}
+	return kept
 }
 
-// parentOf reads a process's parent PID from /proc/<pid>/stat.
-func parentOf(pid int) (int, bool) {
+// pidNamespace identifies the PID namespace of a process ("" when it
+// cannot be read, e.g. the process is gone).
+func pidNamespace(pid int) string {
+	if pid <= 0 {
+		return ""
+	}
+	ns, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/pid")
+	if err != nil {
+		return ""
+	}
+	return ns
+}
+
+// readExecProc reads a process's parent PID and session ID from
+// /proc/<pid>/stat.
+func readExecProc(pid int) (execProc, bool) {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, false
+		return execProc{}, false
 	}
-	// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+	// "pid (comm) state ppid pgrp session ...": comm may hold spaces and
+	// parentheses.
 	i := strings.LastIndexByte(string(data), ')')
 	if i < 0 {
-		return 0, false
+		return execProc{}, false
 	}
 	f := strings.Fields(string(data[i+1:]))
-	if len(f) < 2 {
-		return 0, false
+	if len(f) < 4 {
+		return execProc{}, false
 	}
-	pp, err := strconv.Atoi(f[1])
-	return pp, err == nil
+	pp, err1 := strconv.Atoi(f[1])
+	sid, err2 := strconv.Atoi(f[3])
+	if err1 != nil || err2 != nil {
+		return execProc{}, false
+	}
+	return execProc{ppid: pp, session: sid}, true
 }
 
 // capture reads one output pipe of an exec into a bounded buffer, dropping

@@ -75,6 +75,26 @@ func TestExecProcess(t *testing.T) {
 		t.Errorf("the timed-out command left processes behind:\n%s", ps.Stdout)
 	}
 
+	// A child left in the background is reparented to the container's
+	// init, so it is no descendant of the command any more; it still holds
+	// the output pipes and belongs to the command's session: the timeout
+	// kills it too, promptly.
+	begin = time.Now()
+	res = run([]string{"sh", "-c", "sleep 173 & echo forked"}, ExecOptions{Timeout: 500 * time.Millisecond})
+	if !res.TimedOut || string(res.Stdout) != "forked\n" {
+		t.Errorf("exec leaving a background child: timed out %v, stdout %q; want a timeout (its pipes stay open) and forked", res.TimedOut, res.Stdout)
+	}
+	if d := time.Since(begin); d > 3*time.Second {
+		t.Errorf("exec leaving a background child took %v to return, want about its timeout", d)
+	}
+	ps = run([]string{"ps", "-o", "args"}, ExecOptions{Timeout: 10 * time.Second})
+	if strings.Contains(string(ps.Stdout), "sleep 173") {
+		t.Errorf("the background child of a timed-out command was left running:\n%s", ps.Stdout)
+	}
+	if !strings.Contains(string(ps.Stdout), "sleep 1000") {
+		t.Errorf("the container's main process was killed with the command:\n%s", ps.Stdout)
+	}
+
 	// Cancelling ctx is an error, not a result.
 	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()

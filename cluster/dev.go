@@ -38,6 +38,10 @@ import (
 // DefaultDataDir is where gantry dev keeps everything unless told otherwise.
 const DefaultDataDir = "/var/lib/gantry"
 
+// DefaultListen is gantry dev's default MCP address, the CLI's default
+// endpoint.
+const DefaultListen = "127.0.0.1:7433"
+
 // DevOptions configure `gantry dev`.
 type DevOptions struct {
 	DataDir    string
@@ -72,7 +76,7 @@ func ParseDevFlags(args []string, stderr io.Writer) (*DevOptions, error) {
 	var level, ports string
 	host, _ := os.Hostname()
 	fs.StringVar(&o.DataDir, "data-dir", DefaultDataDir, "directory for all state: Raft log, images, instances, admin token")
-	fs.StringVar(&o.Listen, "listen", "127.0.0.1:7433", "address of the MCP endpoint (served at /mcp); a non-loopback address needs --tls-cert and --tls-key")
+	fs.StringVar(&o.Listen, "listen", DefaultListen, "address of the MCP endpoint (served at /mcp); a non-loopback address needs --tls-cert and --tls-key")
 	fs.StringVar(&o.OCIRuntime, "oci-runtime", "runc", "runc-compatible OCI runtime binary: a name on PATH or a path (runc, crun, youki)")
 	fs.Var(&insecure, "insecure-registry", "registry host[:port] that may be reached over plain http (repeatable; loopback registries always may)")
 	fs.StringVar(&o.NodeName, "node-name", host, "this node's name")
@@ -142,8 +146,20 @@ func RunDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.LogLevel}))
 	return Dev(ctx, o, log, func(endpoint, tokenFile string) {
-		fmt.Fprintf(stdout, "gantry dev is ready\n  MCP endpoint: %s\n  admin token:  %s\n  try:         gantry ps\n", endpoint, tokenFile)
+		fmt.Fprint(stdout, readyMessage(endpoint, tokenFile))
 	})
+}
+
+// readyMessage is what gantry dev prints once it serves. Away from the
+// CLI's defaults (another --listen or --data-dir), the command it suggests
+// carries the endpoint and token file, since a bare `gantry ps` would reach
+// the default endpoint or send the wrong token.
+func readyMessage(endpoint, tokenFile string) string {
+	try := "gantry ps"
+	if endpoint != "http://"+DefaultListen+"/mcp" || tokenFile != filepath.Join(DefaultDataDir, "admin.token") {
+		try = fmt.Sprintf("gantry --addr %s --token-file %s ps   (or set GANTRY_ADDR and GANTRY_TOKEN)", endpoint, tokenFile)
+	}
+	return fmt.Sprintf("gantry dev is ready\n  MCP endpoint: %s\n  admin token:  %s\n  try:          %s\n", endpoint, tokenFile, try)
 }
 
 // Dev runs a single-node cluster until ctx is done. ready is called once

@@ -39,3 +39,15 @@ func TestDevRelativeDirsBecomeAbsolute(t *testing.T) {
 		t.Errorf("data dir %q, run dir %q: want absolute paths", o.DataDir, o.RunDir)
 	}
 }
+
+// The start-up message suggests a command that reaches this gantry: a bare
+// `gantry ps` only when the endpoint and token are the CLI's defaults.
+func TestReadyMessage(t *testing.T) {
+	if msg := readyMessage("http://127.0.0.1:7433/mcp", "/var/lib/gantry/admin.token"); !strings.Contains(msg, "try:          gantry ps\n") {
+		t.Errorf("defaults: %q", msg)
+	}
+	msg := readyMessage("http://127.0.0.1:7533/mcp", "/tmp/d/admin.token")
+	if !strings.Contains(msg, "gantry --addr http://127.0.0.1:7533/mcp --token-file /tmp/d/admin.token ps") {
+		t.Errorf("elsewhere: %q", msg)
+	}
+}

@@ -83,7 +83,7 @@ func (c *Controller) Pass(ctx context.Context) error {
 	for _, name := range names {
 		svc := byName[name]
 		if svc != nil && svc.Removing {
-			if len(grouped[name]) == 0 {
+			if countNotLost(grouped[name]) == 0 {
 				ops = append(ops, state.DeleteService{Name: name}, state.AppendEvent{Event: state.Event{
 					Time: now, Service: name, Type: "Removed", Message: "every instance stopped; service removed"}})
 				continue
@@ -109,6 +109,10 @@ func (c *Controller) Pass(ctx context.Context) error {
 
 func planOps(p Plan) []state.Op {
 	var ops []state.Op
+	for _, in := range p.Lost {
+		ops = append(ops, state.SetInstanceDesired{ID: in.ID, Desired: in.Desired},
+			state.SetInstanceStatus{ID: in.ID, Status: in.InstanceStatus})
+	}
 	for _, in := range p.Create {
 		ops = append(ops, state.PutInstance{Instance: *in})
 	}
@@ -148,7 +152,7 @@ func Candidates(nodes []*state.Node, insts []*state.Instance, services []*state.
 	cands := make([]scheduler.Node, 0, len(nodes))
 	for _, n := range nodes {
 		cands = append(cands, scheduler.Node{ID: n.ID, Ready: n.Status == "ready",
-			Unschedulable: n.Labels[state.LabelScheduling], CPU: n.CPU, Memory: n.Memory})
+			Unschedulable: n.Labels[state.LabelScheduling], CPU: n.CPU, Memory: n.Memory, DownSince: downSince(n)})
 	}
 	return cands, usage
 }

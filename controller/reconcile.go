@@ -19,6 +19,10 @@ type Plan struct {
 	Create []*state.Instance // new instance records (desired run)
 	Stop   []string          // instance IDs whose desired state becomes stop
 	Delete []string          // records of stopped instances to drop
+	// Lost are instances whose node has been down for longer than the
+	// service's disconnect tolerance, as their records become: desired
+	// stop, observed StateLost with the reason. Their slots are free.
+	Lost   []*state.Instance
 	Events []state.Event
 	// Pending is set when instances could not be placed, with the reason.
 	Pending string
@@ -26,7 +30,7 @@ type Plan struct {
 
 // Empty reports whether the plan changes nothing.
 func (p *Plan) Empty() bool {
-	return len(p.Create) == 0 && len(p.Stop) == 0 && len(p.Delete) == 0
+	return len(p.Create) == 0 && len(p.Stop) == 0 && len(p.Delete) == 0 && len(p.Lost) == 0
 }
 
 // Input is everything Reconcile looks at for one service.
@@ -61,14 +65,34 @@ func gone(in *state.Instance) bool { return in.State == state.StateStopped }
 // only once every other slot is ready), except that instances which are not
 // serving anyway are replaced at once; a duplicate in a slot keeps the
 // oldest; stopped records are deleted.
+//
+// An instance on a node that is down stays counted, and is not replaced
+// for a new version either, for the service's disconnect.replace_after;
+// then it is marked lost (Plan.Lost) and its slot is filled again. A lost
+// record is deleted once its node reports it stopped, or when its node is
+// gone from the cluster or has been down for ForgetLostAfter more.
 func Reconcile(in Input) Plan {
 	var p Plan
 	newID := in.NewID
 	if newID == nil {
 		newID = randomID
 	}
+	nodes := viewNodes(in.Nodes)
+	tolerance := ReplaceAfter(in.Service)
+	onDownNode := func(inst *state.Instance) bool { _, down := nodes.down[inst.Node]; return down }
 	bySlot := map[int][]*state.Instance{}
 	for _, inst := range in.Instances {
+		since, down := nodes.down[inst.Node]
+		switch {
+		case isLost(inst):
+			if !nodes.known[inst.Node] || down && in.Now.Sub(since) >= tolerance+ForgetLostAfter {
+				p.forget(inst, in.Now, nodes.known[inst.Node])
+			}
+			continue
+		case down && !gone(inst) && in.Now.Sub(since) >= tolerance:
+			p.lose(inst, since, tolerance, in.Now)
+			continue
+		}
 		if !live(inst) {
 			if gone(inst) {
 				p.Delete = append(p.Delete, inst.ID)
@@ -111,7 +135,7 @@ func Reconcile(in Input) Plan {
 	// every slot serves; one that is not serving anyway goes at once.
 	unavailable := 0
 	for s := 0; s < replicas; s++ {
-		if insts := bySlot[s]; len(insts) == 0 || !ready(insts[0]) {
+		if insts := bySlot[s]; len(insts) == 0 || !ready(insts[0]) || onDownNode(insts[0]) {
 			unavailable++
 		}
 	}
@@ -121,6 +145,9 @@ func Reconcile(in Input) Plan {
 			continue
 		}
 		old := insts[0]
+		if onDownNode(old) {
+			continue // its node may come back within the tolerance: replacing it now could run the slot twice
+		}
 		if ready(old) {
 			if unavailable > 0 {
 				continue // wait: keep serving until the others are ready
@@ -163,6 +190,29 @@ func (p *Plan) stop(inst *state.Instance, now time.Time, why string) {
 	p.Stop = append(p.Stop, inst.ID)
 	p.Events = append(p.Events, state.Event{Time: now, Service: inst.Service, Instance: inst.ID, Node: inst.Node,
 		Type: "Stopping", Message: why})
+}
+
+// lose marks inst lost: desired stop, observed StateLost, which frees its
+// slot for a replacement placed in the same pass.
+func (p *Plan) lose(inst *state.Instance, since time.Time, tolerance time.Duration, now time.Time) {
+	c := *inst
+	c.Desired = state.DesiredStop
+	c.State, c.Healthy = state.StateLost, false
+	c.Message = lostMessage(inst, since, tolerance)
+	p.Lost = append(p.Lost, &c)
+	p.Events = append(p.Events, state.Event{Time: now, Service: inst.Service, Instance: inst.ID, Node: inst.Node,
+		Type: "Lost", Message: c.Message})
+}
+
+// forget drops the record of a lost instance whose node will not report it.
+func (p *Plan) forget(inst *state.Instance, now time.Time, nodeKnown bool) {
+	why := fmt.Sprintf("node %s is no longer in the cluster", inst.Node)
+	if nodeKnown {
+		why = fmt.Sprintf("node %s stayed down too long", inst.Node)
+	}
+	p.Delete = append(p.Delete, inst.ID)
+	p.Events = append(p.Events, state.Event{Time: now, Service: inst.Service, Instance: inst.ID, Node: inst.Node,
+		Type: "Forgotten", Message: why + ": the lost instance's record is dropped; if the node returns, its worker removes the container"})
 }
 
 func randomID(service string, slot int) string {

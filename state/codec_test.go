@@ -37,6 +37,9 @@ func allOps() []Op {
 		UseApproval{ID: "apr-1", Principal: "ci/t1", Tool: "scale_service", ArgsHash: "h"},
 		PutSecret{Name: "db-password", Sealed: bytes.Repeat([]byte{7}, 40)},
 		DeleteSecret{Name: "db-password"},
+		PutJoinToken{ID: "abcdefghij", Role: JoinRoleWorker, SecretHash: strings.Repeat("cd", 32), ExpiresAt: at, MaxUses: 2, CreatedBy: "admin"},
+		RevokeJoinToken{ID: "abcdefghij", By: "admin"},
+		UseJoinToken{ID: "abcdefghij", SecretHash: strings.Repeat("cd", 32), Role: JoinRoleWorker, Node: "w1"},
 	}
 }
 

@@ -163,6 +163,12 @@ func (a *applier) apply(op Op) error {
 		return a.putSecret(op)
 	case DeleteSecret:
 		return a.deleteSecret(op)
+	case PutJoinToken:
+		return a.putJoinToken(op)
+	case RevokeJoinToken:
+		return a.revokeJoinToken(op)
+	case UseJoinToken:
+		return a.useJoinToken(op)
 	}
 	return invalid("op %T is unknown", op)
 }
@@ -389,6 +395,7 @@ type snapshotData struct {
 	Audit     []*AuditEntry  `json:"audit,omitempty"`
 	Approvals []*Approval    `json:"approvals,omitempty"`
 	Secrets   []*Secret      `json:"secrets,omitempty"`
+	Joins     []*JoinToken   `json:"joins,omitempty"`
 }
 
 // fsmSnapshot holds a read transaction: memdb rows are immutable, so it is
@@ -424,6 +431,7 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		Audit:     rows[AuditEntry](s.txn, tableAudit),
 		Approvals: rows[Approval](s.txn, tableApprovals),
 		Secrets:   rows[Secret](s.txn, tableSecrets),
+		Joins:     rows[JoinToken](s.txn, tableJoins),
 	}
 	w := bufio.NewWriter(sink)
 	err := w.WriteByte(snapshotJSON)
@@ -479,6 +487,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		insertAll(tableAudit, len(data.Audit), func(i int) any { return data.Audit[i] }),
 		insertAll(tableApprovals, len(data.Approvals), func(i int) any { return data.Approvals[i] }),
 		insertAll(tableSecrets, len(data.Secrets), func(i int) any { return data.Secrets[i] }),
+		insertAll(tableJoins, len(data.Joins), func(i int) any { return data.Joins[i] }),
 		txn.Insert(tableMeta, &metaRow{Key: metaIndexKey, Value: data.Index}),
 	)
 	if err != nil {

@@ -118,6 +118,9 @@ type wireOp struct {
 	UseApproval        *UseApproval        `json:"use_approval,omitempty"`
 	PutSecret          *PutSecret          `json:"put_secret,omitempty"`
 	DeleteSecret       *DeleteSecret       `json:"delete_secret,omitempty"`
+	PutJoinToken       *PutJoinToken       `json:"put_join_token,omitempty"`
+	RevokeJoinToken    *RevokeJoinToken    `json:"revoke_join_token,omitempty"`
+	UseJoinToken       *UseJoinToken       `json:"use_join_token,omitempty"`
 }
 
 func (o PutService) wrap() wireOp         { return wireOp{PutService: &o} }
@@ -188,6 +191,15 @@ func (w wireOp) unwrap() (Op, error) {
 	}
 	if w.DeleteSecret != nil {
 		ops = append(ops, *w.DeleteSecret)
+	}
+	if w.PutJoinToken != nil {
+		ops = append(ops, *w.PutJoinToken)
+	}
+	if w.RevokeJoinToken != nil {
+		ops = append(ops, *w.RevokeJoinToken)
+	}
+	if w.UseJoinToken != nil {
+		ops = append(ops, *w.UseJoinToken)
 	}
 	if len(ops) != 1 {
 		return nil, fmt.Errorf("op holds %d operations, want exactly 1 (written by a newer gantry?): %w", len(ops), errdefs.ErrInvalid)

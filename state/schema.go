@@ -89,6 +89,7 @@ func schema() *memdb.DBSchema {
 		tableAudit:     auditTable(),
 		tableApprovals: approvalsTable(),
 		tableSecrets:   secretsTable(),
+		tableJoins:     joinsTable(),
 		tableMeta: {
 			Name:    tableMeta,
 			Indexes: map[string]*memdb.IndexSchema{indexID: primary(str("Key", false))},

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -196,6 +197,9 @@ func (b *bridge) send(ctx context.Context, msg jsonrpc.Message) {
 		return
 	}
 	text := fmt.Sprintf("gantry bridge: cannot deliver %q to %s: %v", req.Method, b.endpoint, err)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		text += ": is gantry dev running there? Start it with: gantry dev, or set GANTRY_ADDR to its endpoint"
+	}
 	if rerr := b.remoteError(); rerr != nil {
 		text = "gantry bridge: " + rerr.Error()
 		b.fatal.CompareAndSwap(nil, &rerr)

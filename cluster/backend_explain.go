@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gantry-dev/gantry/api"
+	"github.com/gantry-dev/gantry/controller"
 	"github.com/gantry-dev/gantry/errdefs"
 	"github.com/gantry-dev/gantry/state"
 )
@@ -147,6 +148,10 @@ func (b *Backend) instanceFinding(in *state.Instance, svc *state.Service, now ti
 		}
 		return s
 	}
+	if in.State == state.StateLost && in.Desired != state.DesiredRun {
+		f.Reason = "lost: " + in.Message
+		return f
+	}
 	if in.Desired == state.DesiredStop {
 		f.Reason = "being stopped"
 		for _, e := range f.Events {
@@ -162,7 +167,7 @@ func (b *Backend) instanceFinding(in *state.Instance, svc *state.Service, now ti
 	switch in.State {
 	case state.StatePending:
 		f.Reason = withMsg(fmt.Sprintf("placed on node %s and waiting for it to start the instance", in.Node))
-		if n, err := b.Store.Node(in.Node); err == nil && n.Status != "ready" {
+		if n, err := b.Store.Node(in.Node); err == nil && n.Status != "ready" && n.Status != state.NodeDown {
 			f.Problem = true
 			f.Reason += fmt.Sprintf("; the node is %s", n.Status)
 			f.Hint = "start the node's gantry again, or drain it so the instance goes elsewhere"
@@ -217,6 +222,11 @@ func (b *Backend) instanceFinding(in *state.Instance, svc *state.Service, now ti
 	}
 	if svc != nil && in.SpecVersion != svc.Version {
 		f.Reason += fmt.Sprintf("; it runs version %d and will be replaced by version %d", in.SpecVersion, svc.Version)
+	}
+	if n, err := b.Store.Node(in.Node); err == nil && n.Status == state.NodeDown {
+		f.Problem = true
+		f.Reason += "; " + controller.DownReason(n.ID, controller.NodeDownSince(n), controller.ReplaceAfter(svc), now)
+		f.Hint = "start the node's gantry again, or wait: the instance is then replaced on another node (the spec's disconnect.replace_after sets how long)"
 	}
 	return f
 }

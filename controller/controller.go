@@ -152,7 +152,7 @@ func Candidates(nodes []*state.Node, insts []*state.Instance, services []*state.
 	cands := make([]scheduler.Node, 0, len(nodes))
 	for _, n := range nodes {
 		cands = append(cands, scheduler.Node{ID: n.ID, Ready: n.Status == "ready",
-			Unschedulable: n.Labels[state.LabelScheduling], CPU: n.CPU, Memory: n.Memory, DownSince: downSince(n)})
+			Unschedulable: n.Labels[state.LabelScheduling], CPU: n.CPU, Memory: n.Memory, DownSince: NodeDownSince(n)})
 	}
 	return cands, usage
 }

@@ -70,10 +70,10 @@ func NodeStatusChanges(nodes []*state.Node, alive map[string]bool, now time.Time
 	return ops
 }
 
-// downSince returns since when the node n is down (for Candidates): its
+// NodeDownSince returns since when the node n is down (zero if it is not): its
 // DownSince, or for a record written before that field existed, the
 // time of its last write.
-func downSince(n *state.Node) time.Time {
+func NodeDownSince(n *state.Node) time.Time {
 	if n.Status != state.NodeDown {
 		return time.Time{}
 	}

@@ -1,0 +1,61 @@
+package cluster
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gantry-dev/gantry/api"
+	"github.com/gantry-dev/gantry/controller"
+	"github.com/gantry-dev/gantry/state"
+)
+
+// Explain says why an instance on a down node is still counted and when
+// it is replaced, and why a lost one is stopping.
+func TestExplainDownNodeAndLostInstance(t *testing.T) {
+	e := newPlanEnv(t)
+	const tolerant = "name: web\nimage: busybox:1\nreplicas: 1\ncommand: [sleep, '1000']\ndisconnect: {replace_after: 1h}\n"
+	e.call(t, api.ToolDeploy, map[string]any{"spec_yaml": tolerant}, nil, false)
+	e.settle(t)
+	insts, _ := e.store.Instances(state.InstanceFilter{Service: "web"})
+	if len(insts) != 1 {
+		t.Fatalf("%d instances, want 1", len(insts))
+	}
+	id := insts[0].ID
+	nodes, _ := e.store.Nodes()
+	if _, err := e.store.Apply(context.Background(), controller.NodeStatusChanges(nodes, map[string]bool{"n1": false}, time.Now().UTC())...); err != nil {
+		t.Fatal(err)
+	}
+	e.settle(t)
+	var ex api.Explanation
+	text := e.call(t, api.ToolExplain, api.ExplainInput{ID: id}, &ex, false)
+	for _, want := range []string{"node n1 down since", "replaced after 1h0m0s (in ", "disconnect.replace_after"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("explain of an instance on a down node lacks %q:\n%s", want, text)
+		}
+	}
+	if len(ex.Findings) != 1 || !ex.Findings[0].Problem {
+		t.Errorf("findings = %+v, want one problem", ex.Findings)
+	}
+
+	// No tolerance: the instance is lost at once; with no other node its
+	// slot waits, and explain says both.
+	e.call(t, api.ToolDeploy, map[string]any{"spec_yaml": strings.Replace(tolerant, "1h", "0s", 1)}, nil, false)
+	e.settle(t)
+	if in, err := e.store.Instance(id); err != nil || in.State != state.StateLost || in.Desired != state.DesiredStop {
+		t.Fatalf("instance after the tolerance: %+v, %v", in, err)
+	}
+	text = e.call(t, api.ToolExplain, api.ExplainInput{ID: id}, &ex, false)
+	for _, want := range []string{"lost: node n1 down since", "longer than disconnect.replace_after 0s"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("explain of a lost instance lacks %q:\n%s", want, text)
+		}
+	}
+	text = e.call(t, api.ToolExplain, api.ExplainInput{ID: "web"}, &ex, false)
+	for _, want := range []string{"1 replica(s) have no instance", "n1: down since"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("explain of the service lacks %q:\n%s", want, text)
+		}
+	}
+}

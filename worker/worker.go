@@ -27,7 +27,12 @@ import (
 	"github.com/gantry-dev/gantry/state"
 )
 
-// Store is what the worker needs from the state store.
+// Store is what the worker needs from the state store. Instances must
+// return the last state known, never an empty or partial list because the
+// servers cannot be reached: sync stops every supervisor whose instance is
+// missing from it (that is how a returning node removes the instances the
+// controller replaced and deleted meanwhile). A worker that only acts on
+// what it sees keeps its containers running while it is cut off.
 type Store interface {
 	Instances(f state.InstanceFilter) ([]*state.Instance, uint64)
 	Service(name string) (*state.Service, error)

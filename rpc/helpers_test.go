@@ -1,0 +1,338 @@
+package rpc
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/gantry-dev/gantry/spec"
+	"github.com/gantry-dev/gantry/state"
+	"github.com/gantry-dev/gantry/worker"
+)
+
+var _ worker.Store = (*RemoteStore)(nil)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// testCA is a small cluster CA issuing role-bearing node certificates, as
+// the pki package does: URI SAN spiffe://gantry/<role>/<name>.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+}
+
+func newTestCA(t testing.TB) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "gantry test CA"},
+		NotBefore:             time.Now().Add(-time.Minute),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &testCA{cert: cert, key: key, pool: pool}
+}
+
+var serial atomic.Int64
+
+// issue makes a node certificate (chain: leaf, CA) for role/name on 127.0.0.1.
+func (ca *testCA) issue(t testing.TB, role, name string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(fmt.Sprintf("spiffe://gantry/%s/%s", role, name))
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial.Add(1) + 1),
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    time.Now().Add(-time.Minute),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		URIs:         []*url.URL{u},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der, ca.cert.Raw}, PrivateKey: key}
+}
+
+func (ca *testCA) serverTLS(cert tls.Certificate) *tls.Config {
+	return ListenerTLS(&tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{cert},
+		ClientCAs:    ca.pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+	})
+}
+
+func (ca *testCA) clientTLS(cert tls.Certificate) *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, RootCAs: ca.pool}
+}
+
+// pin checks that a presented chain is signed by the CA whose DER has the
+// given SHA-256, as a join token pins it.
+func pin(sum [32]byte) func(raw [][]byte) error {
+	return func(raw [][]byte) error {
+		if len(raw) == 0 {
+			return errors.New("no certificate")
+		}
+		pool := x509.NewCertPool()
+		for _, der := range raw[1:] {
+			if sha256.Sum256(der) == sum {
+				c, err := x509.ParseCertificate(der)
+				if err != nil {
+					return err
+				}
+				pool.AddCert(c)
+			}
+		}
+		leaf, err := x509.ParseCertificate(raw[0])
+		if err != nil {
+			return err
+		}
+		_, err = leaf.Verify(x509.VerifyOptions{Roots: pool})
+		return err
+	}
+}
+
+// peerRole reads the role and name from the URI SAN, like pki.PeerRole.
+func peerRole(cs *tls.ConnectionState) (string, string, error) {
+	if len(cs.PeerCertificates) == 0 {
+		return "", "", errors.New("no client certificate")
+	}
+	for _, u := range cs.PeerCertificates[0].URIs {
+		if u.Scheme == "spiffe" && u.Host == "gantry" {
+			parts := strings.Split(strings.Trim(u.Path, "/"), "/")
+			if len(parts) == 2 {
+				return parts[0], parts[1], nil
+			}
+		}
+	}
+	return "", "", errors.New("certificate has no gantry identity")
+}
+
+// testStore adapts a single-node state.Store to the Store interface; lead
+// says whether it claims to be the leader, leaderAddr the leader's address.
+type testStore struct {
+	*state.Store
+	follower bool
+
+	mu         sync.Mutex
+	leaderAddr string
+}
+
+func (s *testStore) setLeader(addr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.leaderAddr = addr
+}
+
+func (s *testStore) ApplyCommand(ctx context.Context, cmd []byte) (state.Result, error) {
+	ops, err := state.DecodeCommandOps(cmd)
+	if err != nil {
+		return state.Result{}, err
+	}
+	return s.Store.ApplyWithResult(ctx, ops...)
+}
+
+func (s *testStore) IsLeader() bool { return !s.follower }
+
+func (s *testStore) Leader() (string, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return "s1", s.leaderAddr
+}
+
+func openState(t testing.TB) *state.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := state.Open(ctx, state.Config{DataDir: t.TempDir(), NodeID: "s1", Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+// rpcServer is a running HTTPS server of a handler on 127.0.0.1.
+type rpcServer struct {
+	addr  string
+	hits  atomic.Int64
+	mu    sync.Mutex
+	srv   *http.Server
+	tlsC  *tls.Config
+	h     http.Handler
+	t     testing.TB
+	stopd bool
+}
+
+// startRPC serves h with TLS on addr ("127.0.0.1:0" for any port).
+func startRPC(t testing.TB, addr string, tlsConf *tls.Config, h http.Handler) *rpcServer {
+	t.Helper()
+	s := &rpcServer{tlsC: tlsConf, h: h, t: t, stopd: true}
+	s.start(addr)
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *rpcServer) start(addr string) {
+	s.t.Helper()
+	var ln net.Listener
+	var err error
+	for range 50 { // the port may linger briefly after a stop
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.addr = ln.Addr().String()
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s.hits.Add(1)
+			s.h.ServeHTTP(w, r)
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          nil,
+	}
+	s.mu.Lock()
+	s.srv, s.stopd = srv, false
+	s.mu.Unlock()
+	go func() { _ = srv.Serve(tls.NewListener(ln, s.tlsC)) }()
+}
+
+func (s *rpcServer) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.stopd {
+		_ = s.srv.Close()
+		s.stopd = true
+	}
+}
+
+// cluster is one real state store served by an RPC server.
+type cluster struct {
+	ca    *testCA
+	st    *state.Store
+	store *testStore
+	srv   *rpcServer
+}
+
+func newCluster(t testing.TB, mod ...func(*ServerConfig)) *cluster {
+	t.Helper()
+	ca := newTestCA(t)
+	st := openState(t)
+	ts := &testStore{Store: st}
+	cfg := ServerConfig{Store: ts, Peer: peerRole, Logger: testLogger(t)}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	srv := startRPC(t, "127.0.0.1:0", ca.serverTLS(ca.issue(t, RoleServer, "s1")), NewServer(cfg))
+	return &cluster{ca: ca, st: st, store: ts, srv: srv}
+}
+
+// client returns a client with a role/name certificate.
+func (c *cluster) client(t testing.TB, role, name string, servers ...string) *Client {
+	t.Helper()
+	if len(servers) == 0 {
+		servers = []string{c.srv.addr}
+	}
+	cl := NewClient(servers, c.ca.clientTLS(c.ca.issue(t, role, name)), testLogger(t))
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+func mustApply(t testing.TB, st *state.Store, ops ...state.Op) uint64 {
+	t.Helper()
+	idx, err := st.Apply(context.Background(), ops...)
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	return idx
+}
+
+func service(name string) state.PutService {
+	return state.PutService{Service: state.Service{Name: name, Spec: spec.Service{Name: name, Image: "busybox"}}}
+}
+
+func instance(id, svc, node string, slot int) state.PutInstance {
+	return state.PutInstance{Instance: state.Instance{ID: id, Service: svc, Node: node, Slot: slot}}
+}
+
+func encode(t testing.TB, ops ...state.Op) []byte {
+	t.Helper()
+	cmd, err := state.EncodeCommand(ops...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+func decodeError(t testing.TB, body []byte) ErrorBody {
+	t.Helper()
+	var eb ErrorBody
+	if err := json.Unmarshal(body, &eb); err != nil {
+		t.Fatalf("error body %q is not JSON: %v", body, err)
+	}
+	return eb
+}
+
+// eventually polls cond until it holds or d passes.
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

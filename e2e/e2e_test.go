@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -464,7 +465,11 @@ func TestUnusableRuntimeFailsClearly(t *testing.T) {
 		t.Skip(skipAll)
 	}
 	dir := t.TempDir()
-	cmd := exec.Command(gantryBin, "dev", "--data-dir", dir, "--listen", "127.0.0.1:1", "--oci-runtime", "/nonexistent/runc")
+	// Its own run dir and bridge: with the defaults, a gantry dev the user
+	// runs (make demo KEEP=1) holds their locks and the refusal would be
+	// about those, not the runtime.
+	own := []string{"--run-dir", filepath.Join(dir, "run"), "--bridge", fmt.Sprintf("gu%d", os.Getpid()%100000)}
+	cmd := exec.Command(gantryBin, append([]string{"dev", "--data-dir", dir, "--listen", "127.0.0.1:1", "--oci-runtime", "/nonexistent/runc"}, own...)...)
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "/nonexistent/runc") || !strings.Contains(string(out), "not found") {
 		t.Fatalf("missing runtime: err %v\n%s", err, out)
@@ -472,7 +477,7 @@ func TestUnusableRuntimeFailsClearly(t *testing.T) {
 	if !has("crun") || !exists("/sys/fs/cgroup/unified/cgroup.controllers") {
 		t.Skip("crun not installed or host not in cgroup v1 hybrid mode")
 	}
-	out, err = exec.Command(gantryBin, "dev", "--data-dir", dir, "--listen", "127.0.0.1:1", "--oci-runtime", "crun").CombinedOutput()
+	out, err = exec.Command(gantryBin, append([]string{"dev", "--data-dir", dir, "--listen", "127.0.0.1:1", "--oci-runtime", "crun"}, own...)...).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "crun") || !strings.Contains(string(out), "hybrid") {
 		t.Fatalf("crun on a hybrid host: err %v\n%s", err, out)
 	}

@@ -59,6 +59,12 @@ say "Building $IMAGE from /usr/bin/busybox and examples/web/www, and pushing it"
 go run ./hack/mkimage -busybox /usr/bin/busybox -www examples/web/www -ref "$IMAGE" -insecure
 
 say "Starting gantry dev (data dir $DATA)"
+# Another gantry answering on the port would pass the readiness check below
+# and get this demo's calls with the wrong token.
+if timeout 5 busybox wget -q -O /dev/null http://127.0.0.1:7433/healthz 2>/dev/null; then
+  echo "something already answers on 127.0.0.1:7433 (another gantry dev?): stop it first (see: ps aux | grep 'gantry dev')"
+  exit 1
+fi
 "$GANTRY" dev --data-dir "$DATA" >"$DEMO/gantry.log" 2>&1 &
 GANTRY_PID=$!; pids+=("$GANTRY_PID")
 for i in $(seq 1 100); do

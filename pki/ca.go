@@ -222,6 +222,24 @@ func (ca *CA) Issue(csrDER []byte, role Role, name string, ips []net.IP, ttl tim
 	return encodePEM("CERTIFICATE", der), nil
 }
 
+// Reissue signs a renewed certificate for the key in csrDER with the
+// identity (role, name) and IP SANs of current, the certificate the node
+// authenticated with; see Issue for the rest. A node renews through it
+// when NeedsRenewal says so, before its certificate expires.
+func (ca *CA) Reissue(csrDER []byte, current *x509.Certificate, ttl time.Duration, now time.Time) (certPEM []byte, err error) {
+	if err := current.CheckSignatureFrom(ca.Cert); err != nil {
+		return nil, fmt.Errorf("renew certificate %q: it was not issued by this cluster's CA: %w", current.Subject.CommonName, errdefs.ErrPermission)
+	}
+	if err := CheckValidity(current, now); err != nil {
+		return nil, fmt.Errorf("renew: %w", err)
+	}
+	role, name, err := identity(current)
+	if err != nil {
+		return nil, fmt.Errorf("renew: %w", err)
+	}
+	return ca.Issue(csrDER, role, name, current.IPAddresses, ttl, now)
+}
+
 func dnsNames(role Role, name string) []string {
 	out := []string{string(role) + "." + trustDomain}
 	if name != out[0] {

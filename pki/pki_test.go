@@ -314,3 +314,43 @@ func TestErrorsCarryPermission(t *testing.T) {
 		t.Errorf("PeerRole of a certificate without identity: %v", err)
 	}
 }
+
+func TestReissue(t *testing.T) {
+	ca, other := newCA(t), newCA(t)
+	now := time.Now()
+	cur := nodeCertAt(t, ca, RoleServer, "s1", 90*24*time.Hour, now.Add(-70*24*time.Hour))
+	if !NeedsRenewal(cur.Leaf, now) {
+		t.Fatal("a 90-day certificate 70 days old does not need renewal")
+	}
+	_, csr, err := NewKeyAndCSR("ignored")
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewed, err := ca.Reissue(csr, cur.Leaf, DefaultNodeTTL, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := parseCertPEM(renewed)
+	if role, name, err := identity(c); role != RoleServer || name != "s1" || err != nil {
+		t.Errorf("renewed identity %s/%s, %v; want server/s1", role, name, err)
+	}
+	if len(c.IPAddresses) != 1 || !c.IPAddresses[0].Equal(net.ParseIP("127.0.0.1")) || NeedsRenewal(c, now) {
+		t.Errorf("renewed IPs %v, NeedsRenewal %v", c.IPAddresses, NeedsRenewal(c, now))
+	}
+
+	// An expired certificate, or one of another cluster, cannot renew.
+	old := nodeCertAt(t, ca, RoleWorker, "w1", time.Hour, now.Add(-2*time.Hour))
+	if _, err := ca.Reissue(csr, old.Leaf, DefaultNodeTTL, now); !errors.Is(err, errdefs.ErrPermission) || !strings.Contains(err.Error(), "expired at") {
+		t.Errorf("renew of an expired certificate: %v", err)
+	}
+	foreign := nodeCert(t, other, RoleWorker, "w1")
+	if _, err := ca.Reissue(csr, foreign.Leaf, DefaultNodeTTL, now); !errors.Is(err, errdefs.ErrPermission) {
+		t.Errorf("renew of another cluster's certificate: %v", err)
+	}
+	if err := CheckValidity(old.Leaf, now); err == nil || !strings.Contains(err.Error(), `certificate "w1" expired at`) || !strings.Contains(err.Error(), "join token") {
+		t.Errorf("CheckValidity of an expired certificate: %v", err)
+	}
+	if err := CheckValidity(cur.Leaf, now); err != nil {
+		t.Errorf("CheckValidity of a valid certificate: %v", err)
+	}
+}

@@ -17,6 +17,7 @@ import (
 // Files of a node's TLS directory, <data-dir>/tls/.
 const (
 	CAFile        = "ca.pem"
+	CAKeyFile     = "ca-key.pem" // servers only, 0600
 	CertFile      = "node.pem"
 	KeyFile       = "node-key.pem"
 	GossipKeyFile = "gossip.key"

@@ -204,14 +204,8 @@ func (v *verifier) verify(chain []*x509.Certificate, now time.Time) (Role, strin
 	if err := leaf.CheckSignatureFrom(v.ca); err != nil {
 		return "", "", v.foreignCA(who, chain)
 	}
-	if now.After(leaf.NotAfter) {
-		return "", "", errdefs.WithHint(fmt.Errorf("%s expired at %s: %w", who, leaf.NotAfter.UTC().Format(time.RFC3339), errdefs.ErrPermission),
-			"rotate it with a new join token: on that node remove <data-dir>/tls/node.pem and start it again with a join token from gantry (nodes renew their certificate while running, so it was off for too long)")
-	}
-	if now.Before(leaf.NotBefore) {
-		return "", "", errdefs.WithHint(fmt.Errorf("%s is not valid before %s, and it is %s here: %w", who,
-			leaf.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), errdefs.ErrPermission),
-			"the clocks of the two nodes differ: synchronise them (NTP)")
+	if err := checkValidity(who, leaf, now); err != nil {
+		return "", "", err
 	}
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: v.roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{v.usage}}); err != nil {
 		return "", "", fmt.Errorf("%s does not verify against the cluster CA: %v: %w", who, err, errdefs.ErrPermission)
@@ -224,6 +218,26 @@ func (v *verifier) verify(chain []*x509.Certificate, now time.Time) (Role, strin
 		return "", "", fmt.Errorf("peer %q is a %s, this endpoint needs a %s: %w", name, role, joinRoles(v.allow), errdefs.ErrPermission)
 	}
 	return role, name, nil
+}
+
+// CheckValidity fails when cert is expired or not valid yet at now, with
+// an error that says how to fix it. A node checks its own certificate with
+// it at start, so it says so instead of being refused by every peer.
+func CheckValidity(cert *x509.Certificate, now time.Time) error {
+	return checkValidity(fmt.Sprintf("certificate %q", cert.Subject.CommonName), cert, now)
+}
+
+func checkValidity(who string, cert *x509.Certificate, now time.Time) error {
+	if now.After(cert.NotAfter) {
+		return errdefs.WithHint(fmt.Errorf("%s expired at %s: %w", who, cert.NotAfter.UTC().Format(time.RFC3339), errdefs.ErrPermission),
+			"rotate it with a new join token: on that node remove <data-dir>/tls/node.pem and start it again with a join token of the cluster (nodes renew their certificate while running, so it was off for too long)")
+	}
+	if now.Before(cert.NotBefore) {
+		return errdefs.WithHint(fmt.Errorf("%s is not valid before %s, and it is %s here: %w", who,
+			cert.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), errdefs.ErrPermission),
+			"the clocks of the nodes differ: synchronise them (NTP)")
+	}
+	return nil
 }
 
 // foreignCA explains a certificate that the cluster CA did not sign,

@@ -277,7 +277,7 @@ func (b *Backend) Logs(ctx context.Context, in api.LogsInput) (*api.LogsResult, 
 		if err != nil && !errdefs.IsNotFound(err) {
 			lines = []string{fmt.Sprintf("(log unavailable: %v)", err)}
 		}
-		lines = scrub.Lines(lines)
+		lines = scrubTail(scrub, lines, trunc, budget)
 		for _, l := range lines {
 			budget -= len(l) + 1
 		}

@@ -60,7 +60,8 @@ func (e *InstanceExec) Exec(ctx context.Context, req mcp.ExecRequest) (*api.Exec
 	res.Stdout, res.Stderr = string(out.Stdout), string(out.Stderr)
 	if e.Scrub != nil {
 		if sc := e.Scrub(in.Service); sc != nil {
-			res.Stdout, res.Stderr = sc.Scrub(res.Stdout), sc.Scrub(res.Stderr)
+			// Output cut at its bound may end inside a value.
+			res.Stdout, res.Stderr = sc.Cut(res.Stdout, false, out.StdoutTruncated), sc.Cut(res.Stderr, false, out.StderrTruncated)
 		}
 	}
 	res.StdoutTruncated, res.StderrTruncated = out.StdoutTruncated, out.StderrTruncated

@@ -76,7 +76,7 @@ func (b *Backend) filteredLogs(ctx context.Context, in api.LogsInput) (*api.Logs
 			lines = []string{fmt.Sprintf("(log unavailable: %v)", err)}
 		}
 		// Before grep, so that grep cannot probe for a secret's value.
-		lines = scrub.Lines(lines)
+		lines = scrubTail(scrub, lines, trunc, scan)
 		var kept []string
 		for _, l := range lines {
 			if match(l) {
@@ -122,4 +122,15 @@ func orEmpty(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// scrubTail scrubs the lines logs.Tail read with bound maxBytes. When the
+// newest line alone was longer than the bound, Tail kept its end, so the
+// line may begin inside a secret's value: that piece goes too.
+func scrubTail(sc *Scrubber, lines []string, truncated bool, maxBytes int) []string {
+	if truncated && len(lines) == 1 && len(lines[0]) >= maxBytes-1 {
+		lines[0] = sc.Cut(lines[0], true, false)
+		return lines
+	}
+	return sc.Lines(lines)
 }

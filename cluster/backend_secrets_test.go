@@ -158,3 +158,35 @@ func TestSecretsThroughTheBackend(t *testing.T) {
 		t.Errorf("ResolveSecrets with another key: %v", err)
 	}
 }
+
+// TestSecretPieceAtLogCut: a log line longer than what service_logs reads
+// is returned by its end, and the cut can fall inside a secret's value;
+// the piece left at the start of the line is removed with or without grep.
+func TestSecretPieceAtLogCut(t *testing.T) {
+	const value = "correct-horse-battery"
+	e, _ := newSecretsEnv(t)
+	e.call(t, api.ToolSetSecret, map[string]any{"name": "db-password", "value": value}, nil, false)
+	e.call(t, api.ToolDeploy, map[string]any{"spec_yaml": secretSpec}, nil, false)
+	e.settle(t)
+	insts, _ := e.store.Instances(state.InstanceFilter{Service: "web"})
+	if len(insts) != 1 {
+		t.Fatalf("%d instances", len(insts))
+	}
+	// service_logs reads at most maxLogBytes: the line's first bytes and
+	// the first 7 of the value fall before the cut.
+	line := strings.Repeat("a", 100) + value + strings.Repeat("b", maxLogBytes-1-(len(value)-7))
+	if err := os.WriteFile(filepath.Join(e.logDir, insts[0].ID+".log"), []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []api.LogsInput{{Name: "web"}, {Name: "web", Since: "1h"}} {
+		var logs api.LogsResult
+		e.call(t, api.ToolServiceLogs, in, &logs, false)
+		if len(logs.Instances) != 1 || len(logs.Instances[0].Lines) != 1 {
+			t.Fatalf("service_logs %+v: %d blocks", in, len(logs.Instances))
+		}
+		got := logs.Instances[0].Lines[0]
+		if !strings.HasPrefix(got, "bbb") || strings.Contains(got, value[7:10]) || !logs.Truncated {
+			t.Errorf("service_logs %+v: line starts %q (truncated %v), want the value's piece removed", in, got[:min(len(got), 40)], logs.Truncated)
+		}
+	}
+}

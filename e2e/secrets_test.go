@@ -227,4 +227,11 @@ health: {exec: {command: [sh, -c, 'd=$(printf %%s "$DB_PASSWORD" | sha256sum | c
 	if raw, _ := json.Marshal(ex); strings.Contains(string(raw), value) || !strings.Contains(ex.Stdout, "DB_PASSWORD=[secret:db-password]") {
 		t.Fatalf("exec_instance env output not scrubbed: %s", raw)
 	}
+	// Output cut at its 64 KiB bound in the middle of the value: the
+	// value's start left at the cut is removed too.
+	pad := fmt.Sprintf("head -c %d /dev/zero | tr '\\0' x; printf %%s \"$DB_PASSWORD\"", 64<<10-7)
+	d.call("exec_instance", map[string]any{"instance": s2.Instances[0].ID, "command": []string{"sh", "-c", pad}}, &ex)
+	if !ex.StdoutTruncated || strings.Contains(ex.Stdout, value[:7]) || !strings.HasSuffix(ex.Stdout, "xxx") {
+		t.Fatalf("exec_instance output cut inside the value: truncated %v, ends %q", ex.StdoutTruncated, ex.Stdout[max(0, len(ex.Stdout)-40):])
+	}
 }

@@ -10,8 +10,18 @@
 // number), so Sweep can remove what a crashed run left behind without
 // touching a bed of a process that still runs.
 //
-// It needs root, iproute2 (ip) and iptables; Available says what is
-// missing, and NewT skips the test then.
+// Each node also has a mount namespace of its own, made once and kept
+// (like the network namespace) under /run/gantry-netns: in it /sys is the
+// node's (so /sys/class/net lists the node's links) with the host's
+// cgroup hierarchies bound under /sys/fs/cgroup (so runc works). Commands
+// from Node.Exec run there, and what a process mounts there (container
+// root filesystems, network namespace files) outlives it, so a worker
+// killed and started again in the same node finds its mounts, as on a
+// real machine. (ip netns exec is not used: its fresh /sys hides the
+// cgroup mounts, and its mounts die with each process.)
+//
+// It needs root, iproute2 (ip), util-linux (nsenter, unshare) and
+// iptables; Available says what is missing, and NewT skips the test then.
 package netns
 
 import (
@@ -70,7 +80,9 @@ type Node struct {
 	NS    string     // network namespace name (ip netns)
 	IP    netip.Addr // address of its eth0 on the bed's subnet
 	Veth  string     // host side of its veth, a port of the bridge
-	bed   *Bed
+	// MountNS is the file that holds the node's mount namespace.
+	MountNS string
+	bed     *Bed
 }
 
 // cut is one partition rule pair installed in node's namespace; peer is
@@ -84,9 +96,9 @@ func Available() error {
 	if os.Geteuid() != 0 {
 		return errors.New("network namespaces need root")
 	}
-	for _, bin := range []string{"ip", "iptables"} {
+	for _, bin := range []string{"ip", "iptables", "iptables-save", "nsenter", "unshare"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			return fmt.Errorf("%s not installed (apt-get install iproute2 iptables): %w", bin, err)
+			return fmt.Errorf("%s not installed (apt-get install iproute2 iptables util-linux): %w", bin, err)
 		}
 	}
 	return nil
@@ -195,7 +207,8 @@ func (b *Bed) create(ctx context.Context, n int) error {
 		b.mu.Unlock()
 	}
 	for i := 1; i <= n; i++ {
-		nd := &Node{Index: i, NS: fmt.Sprintf("%s-%d", b.tag, i), Veth: b.tag + "v" + strconv.FormatInt(int64(i), 36), bed: b}
+		ns := fmt.Sprintf("%s-%d", b.tag, i)
+		nd := &Node{Index: i, NS: ns, Veth: b.tag + "v" + strconv.FormatInt(int64(i), 36), MountNS: mountDir + "/" + ns, bed: b}
 		a := b.Subnet.Addr().As4()
 		a[3] = byte(10 + i)
 		nd.IP = netip.AddrFrom4(a)
@@ -212,6 +225,9 @@ func (b *Bed) create(ctx context.Context, n int) error {
 			[]string{"ip", "-n", nd.NS, "route", "add", "default", "via", b.HostIP.String()}); err != nil {
 			return err
 		}
+		if err := makeMountNS(ctx, nd); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -220,12 +236,18 @@ func (b *Bed) create(ctx context.Context, n int) error {
 // index out of range.
 func (b *Bed) Node(i int) *Node { return b.Nodes[i-1] }
 
-// Exec returns a command that runs args inside the node's namespace
-// (through ip netns exec, which executes args in place: the command's
-// process is the program itself, so signalling it signals the program).
-// The command is killed when ctx ends, like exec.CommandContext.
+// Exec returns a command that runs args inside the node's network and
+// mount namespaces (through nsenter, which executes args in place: the
+// command's process is the program itself, so signalling it signals the
+// program). It starts in the test's working directory (cmd.Dir is not
+// honoured: entering a mount namespace resets it). The command is killed
+// when ctx ends, like exec.CommandContext.
 func (n *Node) Exec(ctx context.Context, args ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.NS}, args...)...)
+	wd, err := os.Getwd()
+	if err != nil {
+		wd = "/"
+	}
+	return exec.CommandContext(ctx, "nsenter", append([]string{"--net=/run/netns/" + n.NS, "--mount=" + n.MountNS, "--wd=" + wd, "--"}, args...)...)
 }
 
 // Run runs args inside the node's namespace and returns their combined
@@ -355,6 +377,9 @@ func (b *Bed) Close(ctx context.Context) error {
 	var errs []error
 	for _, n := range nodes {
 		if err := removeNS(ctx, n.NS); err != nil {
+			errs = append(errs, err)
+		}
+		if err := removeMountNS(ctx, n.MountNS); err != nil {
 			errs = append(errs, err)
 		}
 		if linkExists(n.Veth) {

@@ -305,6 +305,38 @@ func TestCloseKillsProcesses(t *testing.T) {
 	assertGone(t, b.Tag())
 }
 
+// Commands a node runs see the node's links in /sys/class/net and the
+// host's cgroups (runc needs them), and a mount one makes is still there
+// for the next (a restarted worker finds its container mounts), never on
+// the host.
+func TestExecSysfsCgroupsAndMounts(t *testing.T) {
+	b := NewT(t, 1)
+	n := b.Node(1)
+	ctx := context.Background()
+	out, err := n.Run(ctx, "ls", "/sys/class/net")
+	if err != nil || strings.Fields(out)[0] != "eth0" || strings.Contains(out, b.Bridge) {
+		t.Errorf("/sys/class/net in the node: %q, %v; want eth0 and lo only", out, err)
+	}
+	hostCg, _ := exec.Command("ls", "/sys/fs/cgroup").Output()
+	if out, err := n.Run(ctx, "ls", "/sys/fs/cgroup"); err != nil || out != string(hostCg) {
+		t.Errorf("/sys/fs/cgroup in the node: %q, %v; want the host's %q", out, err, hostCg)
+	}
+	dir := t.TempDir()
+	if _, err := n.Run(ctx, "mount", "-t", "tmpfs", "gantry-netns-test", dir); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := n.Run(ctx, "grep", "-c", " "+dir+" ", "/proc/self/mountinfo"); err != nil || strings.TrimSpace(out) != "1" {
+		t.Errorf("a mount made by one command is gone for the next: %q, %v", out, err)
+	}
+	if host, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(host), dir) {
+		t.Errorf("a node's mount showed on the host")
+	}
+	if err := b.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, b.Tag())
+}
+
 // Sweep removes a dead run's namespace, links and host rule, and leaves a
 // live process's bed alone.
 func TestSweepRemovesLeftovers(t *testing.T) {
@@ -325,6 +357,7 @@ func TestSweepRemovesLeftovers(t *testing.T) {
 		{"iptables", "-A", "FORWARD", "-i", tag + "br", "-o", tag + "br", "-m", "comment", "--comment", commentPrefix + tag, "-j", "ACCEPT"},
 	}
 	t.Cleanup(func() { // in case Sweep fails
+		_ = removeMountNS(ctx, mountDir+"/"+tag+"-1")
 		_ = run(ctx, "ip", "netns", "del", tag+"-1")
 		_ = run(ctx, "ip", "link", "del", tag+"br")
 		_ = run(ctx, "iptables", "-D", "FORWARD", "-i", tag+"br", "-o", tag+"br", "-m", "comment", "--comment", commentPrefix+tag, "-j", "ACCEPT")
@@ -333,6 +366,9 @@ func TestSweepRemovesLeftovers(t *testing.T) {
 		if err := run(ctx, s...); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := makeMountNS(ctx, &Node{NS: tag + "-1", MountNS: mountDir + "/" + tag + "-1"}); err != nil {
+		t.Fatal(err)
 	}
 	// A name that only looks like a bed's is never touched.
 	if _, ok := tagOf(DefaultPrefix, "gtbench0"); ok {
@@ -379,7 +415,12 @@ func assertGone(t *testing.T, tag string) {
 	if strings.Contains(string(out), tag) {
 		t.Errorf("iptables rule left behind:\n%s", out)
 	}
-	if _, err := os.Stat("/run/netns/" + tag + "-1"); err == nil {
-		t.Errorf("/run/netns/%s-1 left behind", tag)
+	for _, f := range []string{"/run/netns/" + tag + "-1", mountDir + "/" + tag + "-1"} {
+		if _, err := os.Stat(f); err == nil {
+			t.Errorf("%s left behind", f)
+		}
+	}
+	if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), tag) {
+		t.Errorf("mount left behind:\n%s", b)
 	}
 }

@@ -142,6 +142,16 @@ func Sweep(ctx context.Context, prefix string, log *slog.Logger) error {
 			}
 		}
 	}
+	if ents, err := os.ReadDir(mountDir); err == nil {
+		for _, e := range ents {
+			if stale(e.Name()) {
+				log.Info("netns: removing a stale mount namespace", "file", e.Name())
+				if err := removeMountNS(ctx, mountDir+"/"+e.Name()); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
 	if ents, err := os.ReadDir("/sys/class/net"); err == nil {
 		for _, e := range ents {
 			if stale(e.Name()) {

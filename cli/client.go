@@ -179,7 +179,7 @@ func (c *client) callWithProgress(ctx context.Context, tool string, args, out an
 		if len(parts) == 0 {
 			parts = []string{tool + " failed without a message"}
 		}
-		return &toolError{text: strings.Join(parts, "\n")}
+		return &toolError{text: withCLINames(strings.Join(parts, "\n"))}
 	}
 	if out == nil {
 		return nil

@@ -18,17 +18,18 @@ func dryRunPull(ctx context.Context, a *app, cl *client, ref string) error {
 		return fmt.Errorf("the server returned no plan for the dry run of pulling %s", ref)
 	}
 	fmt.Fprintln(a.stdout, "dry run, nothing downloaded:")
-	printImagePlan(a.stdout, *res.Plan)
+	printImagePlan(a.stdout, *res.Plan, "to fetch")
 	return nil
 }
 
 // printImagePlan prints an image a pull or import would bring in, with its
-// layers and what is cached already.
-func printImagePlan(w io.Writer, p api.ImagePlan) {
-	fmt.Fprintf(w, "%s -> %s: %d layer(s), %s; %d cached, %s to fetch\n",
-		p.Ref, shortDigest(p.Digest), len(p.Layers), humanBytes(p.Size), p.CachedLayers, humanBytes(p.DownloadBytes))
+// layers and what is cached already; todo says what happens to the others
+// ("to fetch" from a registry, "to import" from a tarball).
+func printImagePlan(w io.Writer, p api.ImagePlan, todo string) {
+	fmt.Fprintf(w, "%s -> %s: %d layer(s), %s; %d cached, %s %s\n",
+		p.Ref, shortDigest(p.Digest), len(p.Layers), humanBytes(p.Size), p.CachedLayers, humanBytes(p.DownloadBytes), todo)
 	for _, l := range p.Layers {
-		state := "to fetch"
+		state := todo
 		if l.Cached {
 			state = "cached"
 		}

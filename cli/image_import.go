@@ -55,7 +55,7 @@ func (c *imageImportCmd) Run(ctx context.Context, args []string) error {
 	if c.dryRun {
 		fmt.Fprintf(c.app.stdout, "dry run, nothing imported: %s is a valid %s tarball with %d image(s)\n", path, list.Format, len(list.Plan))
 		for _, p := range list.Plan {
-			printImagePlan(c.app.stdout, p)
+			printImagePlan(c.app.stdout, p, "to import")
 		}
 		return nil
 	}

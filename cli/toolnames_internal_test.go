@@ -22,3 +22,4 @@ func TestWithCLINames(t *testing.T) {
 		}
 	}
 }
+

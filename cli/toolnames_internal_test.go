@@ -22,4 +22,3 @@ func TestWithCLINames(t *testing.T) {
 		}
 	}
 }
-

@@ -175,13 +175,15 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// cluster starts count nodes named prefix-0.. and joins them all through
+// cluster starts count nodes named prefix-0.. on 127.0.0.2.. and joins them all through
 // the first; it waits until every node sees every other one alive.
 func cluster(t *testing.T, prefix string, count int, opts ...nodeOpt) []*node {
 	t.Helper()
 	nodes := make([]*node, count)
 	for i := range nodes {
-		nodes[i] = startNode(t, fmt.Sprintf("%s-%d", prefix, i), true, opts...)
+		// Each node on its own loopback address, as on separate hosts.
+		o := append([]nodeOpt{withBind(fmt.Sprintf("127.0.0.%d:0", 2+i))}, opts...)
+		nodes[i] = startNode(t, fmt.Sprintf("%s-%d", prefix, i), true, o...)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -38,7 +38,7 @@ func TestJoinAllSeeEachOtherWithMeta(t *testing.T) {
 				mb.Meta.Zone != "z1" || mb.Meta.Labels["disk"] != "ssd" || mb.Meta.RPCAddr != "127.0.0.1:7434" {
 				t.Errorf("%s sees %s with meta %+v", n.Name(), mb.Name, mb.Meta)
 			}
-			if mb.Since.IsZero() || !strings.HasPrefix(mb.Addr, "127.0.0.1:") {
+			if mb.Since.IsZero() || !strings.HasPrefix(mb.Addr, "127.0.0.") {
 				t.Errorf("%s sees %s with since %v addr %q", n.Name(), mb.Name, mb.Since, mb.Addr)
 			}
 		}
@@ -46,6 +46,13 @@ func TestJoinAllSeeEachOtherWithMeta(t *testing.T) {
 		for _, other := range nodes {
 			n.waitEvent(t, EventJoin, other.Name(), 2*time.Second)
 		}
+	}
+	hosts := map[string]bool{}
+	for _, mb := range nodes[0].Members() {
+		hosts[strings.Split(mb.Addr, ":")[0]] = true
+	}
+	if len(hosts) != 4 {
+		t.Errorf("members share loopback addresses: %v", hosts)
 	}
 	if got := nodes[0].Local(); got.Name != "see-0" || got.Addr != nodes[0].Addr() || got.Meta.Labels["disk"] != "ssd" {
 		t.Errorf("Local() = %+v", got)
@@ -184,6 +191,11 @@ func TestJoinUnreachable(t *testing.T) {
 	}
 	if _, err := a.Join(ctx, nil); !errdefs.IsInvalid(err) {
 		t.Errorf("join of no addresses: %v", err)
+	}
+	cancelled, stop := context.WithCancel(ctx)
+	stop()
+	if _, err := a.Join(cancelled, []string{addr}); !errors.Is(err, context.Canceled) {
+		t.Errorf("join with a cancelled context: %v", err)
 	}
 	// One good address is enough; the bad one is only logged.
 	b := startNode(t, "unreach-b", true)

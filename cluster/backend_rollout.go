@@ -21,7 +21,9 @@ var _ mcp.Rollouts = (*Backend)(nil)
 // the instances back the way it rolls any deploy. Both write a
 // "DeployCancelled" event. The write is conditional on the record read, so
 // a service that moved on meanwhile is never reverted; that case, and a
-// service no longer at version, fail with errdefs.ErrConflict.
+// service no longer at version, fail with errdefs.ErrConflict, and so does
+// a version that is itself the revert of a cancelled deploy (reverting it
+// would deploy the cancelled spec again).
 func (b *Backend) RevertRollout(ctx context.Context, name string, version int, cause string) (*api.CancelDeployResult, error) {
 	for attempt := 0; ; attempt++ {
 		cur, err := b.Store.Service(name)
@@ -34,6 +36,10 @@ func (b *Backend) RevertRollout(ctx context.Context, name string, version int, c
 		case cur.Version != version:
 			return nil, errdefs.WithHint(fmt.Errorf("service %q is at version %d, not %d: the rollout of version %d is already over (cancelled or replaced): %w",
 				name, cur.Version, version, version, errdefs.ErrConflict), "check the service with get_service; go back further with rollback_service")
+		}
+		if h, err := b.Store.SpecAt(name, version); err == nil && mcp.IsCancelCause(h.Cause) {
+			return nil, errdefs.WithHint(fmt.Errorf("%s: %w", mcp.RevertOfCancelMessage(name, version, h.Cause), errdefs.ErrConflict),
+				"check the service with get_service")
 		}
 		now := time.Now().UTC()
 		res := &api.CancelDeployResult{Service: name, Cancelled: version}

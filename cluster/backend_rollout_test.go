@@ -65,6 +65,14 @@ func TestRevertRollout(t *testing.T) {
 	if _, err := be.RevertRollout(ctx, "rev", 2, "again"); !errdefs.IsConflict(err) || !strings.Contains(err.Error(), "at version 3, not 2") {
 		t.Fatalf("revert of a version no longer current: %v", err)
 	}
+	// Version 3 is the revert: cancelling it (a second gantry cancel while
+	// it rolls out) would deploy version 2's cancelled spec again.
+	if _, err := be.RevertRollout(ctx, "rev", 3, mcp.CancelCause(3)); !errdefs.IsConflict(err) || !strings.Contains(err.Error(), "cancelled spec again") {
+		t.Fatalf("revert of a revert: %v", err)
+	}
+	if svc, _ := e.store.Service("rev"); svc.Version != 3 || svc.Spec.Env["V"] != "one" {
+		t.Fatalf("after a refused revert of the revert: version %d env %v, want 3 and one", svc.Version, svc.Spec.Env)
+	}
 	// A restart has no earlier spec to go back to.
 	if _, err := e.store.Apply(ctx, state.RestartService{Name: "rev"}); err != nil {
 		t.Fatal(err)
@@ -264,5 +272,49 @@ func TestRestartAndRollbackWait(t *testing.T) {
 	}
 	if _, text := call(api.ToolRollbackService, api.RollbackInput{Name: "rev", Version: 1, Wait: true, DryRun: true}); !strings.Contains(text, "wait and dry_run") {
 		t.Fatalf("wait with dry_run: %s", text)
+	}
+}
+
+// cancel_deploy twice in a row (two gantry cancel, or a cancel racing a
+// waiting deploy's revert): the second would cancel the revert and deploy
+// the cancelled spec again; it is refused, dry run or not, saying why.
+func TestCancelDeployOfARevertIsRefused(t *testing.T) {
+	e := newPlanEnv(t)
+	be := &Backend{Store: e.store}
+	srv, err := mcp.NewServer(mcp.Config{Services: be, Images: be, Plans: be, History: be, Rollouts: be, Token: "t0123456789"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	ct, tr := sdk.NewInMemoryTransports()
+	ss, err := srv.MCPServer().Connect(ctx, tr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	cs, err := sdk.NewClient(&sdk.Implementation{Name: "test"}, nil).Connect(ctx, ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	e.cs = cs
+	for _, env := range []string{"good", "bad"} {
+		if _, err := be.Deploy(ctx, rolloutSvc(t, env, 2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var res api.CancelDeployResult
+	e.call(t, api.ToolCancelDeploy, map[string]any{"name": "rev"}, &res, false)
+	if res.Version != 3 || res.RestoredVersion != 1 {
+		t.Fatalf("first cancel = %+v, want version 3 restoring 1", res)
+	}
+	for _, dry := range []bool{true, false} {
+		msg := e.call(t, api.ToolCancelDeploy, map[string]any{"name": "rev", "dry_run": dry}, nil, true)
+		if !strings.Contains(msg, "cancelled spec again") || !strings.Contains(msg, "version 3") {
+			t.Errorf("second cancel (dry run %v): %s", dry, msg)
+		}
+	}
+	if svc, _ := e.store.Service("rev"); svc.Version != 3 || svc.Spec.Env["V"] != "good" {
+		t.Fatalf("after the second cancel: version %d env %v, want 3 and good", svc.Version, svc.Spec.Env)
 	}
 }

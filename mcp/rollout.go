@@ -246,7 +246,7 @@ func (s *Server) cancelWait(ctx context.Context, out *api.Rollout, finish func(s
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revertTimeout)
 	defer cancel()
-	cause := fmt.Sprintf("deploy of version %d cancelled", out.Version)
+	cause := CancelCause(out.Version)
 	rev, err := s.rollouts.RevertRollout(rctx, out.Service, out.Version, cause)
 	if err != nil {
 		s.log.Warn("reverting a cancelled deploy", "service", out.Service, "version", out.Version, "error", err)
@@ -320,12 +320,15 @@ func (s *Server) cancelDeploy(ctx context.Context, _ *sdk.CallToolRequest, in ap
 		return api.CancelDeployResult{}, "", &toolError{cat: errdefs.ErrConflict,
 			msg: fmt.Sprintf("service %q is at version %d, not %d: the rollout of version %d is over (cancelled or replaced); nothing changed", in.Name, st.Version, in.Version, in.Version)}
 	}
+	if err := s.checkNotRevert(ctx, in.Name, st.Version); err != nil {
+		return api.CancelDeployResult{}, "", err
+	}
 	if v := viewRollout(st, st.Version); v.done {
 		return api.CancelDeployResult{}, "", &toolError{cat: errdefs.ErrConflict,
 			msg: fmt.Sprintf("no rollout of service %q is in progress: all %d instance%s run version %d and are ready; nothing changed. To go back to an earlier version, use rollback_service (versions: service_history)",
 				in.Name, v.ready, plural(v.ready), st.Version)}
 	}
-	cause := fmt.Sprintf("deploy of version %d cancelled", st.Version)
+	cause := CancelCause(st.Version)
 	if in.DryRun {
 		req := PlanRequest{Kind: PlanRollback, Service: in.Name, Version: st.Version - 1}
 		out := api.CancelDeployResult{Service: in.Name, Cancelled: st.Version, Action: api.ActionRollback, RestoredVersion: st.Version - 1}
@@ -412,4 +415,44 @@ func (s *Server) changeAndWait(ctx context.Context, req *sdk.CallToolRequest, to
 		text += ". Rollout " + r.Outcome + ": " + r.Message
 	}
 	return out, text, nil
+}
+
+// CancelCause is the history cause of the version that reverts a cancelled
+// deploy of version v.
+func CancelCause(v int) string { return fmt.Sprintf("deploy of version %d cancelled", v) }
+
+// IsCancelCause reports whether cause is one that CancelCause makes: the
+// version is the revert of a cancelled deploy.
+func IsCancelCause(cause string) bool {
+	var v int
+	n, err := fmt.Sscanf(cause, "deploy of version %d cancelled", &v)
+	return err == nil && n == 1 && CancelCause(v) == cause
+}
+
+// checkNotRevert refuses to cancel version of service name when it is
+// itself the revert of a cancelled deploy: its previous spec is the one
+// that was cancelled, so cancelling it (a second gantry cancel, say) would
+// deploy that spec again. The backend refuses it too; this check lets a
+// dry run say so.
+func (s *Server) checkNotRevert(ctx context.Context, name string, version int) error {
+	if s.plan == nil || s.plan.history == nil {
+		return nil
+	}
+	h, err := s.plan.history.History(ctx, name)
+	if err != nil || h == nil {
+		return nil
+	}
+	for _, v := range h.Versions {
+		if v.Version == version && IsCancelCause(v.Cause) {
+			return &toolError{cat: errdefs.ErrConflict, msg: RevertOfCancelMessage(name, version, v.Cause)}
+		}
+	}
+	return nil
+}
+
+// RevertOfCancelMessage says why the revert of a cancelled deploy cannot
+// itself be cancelled, and what to do instead.
+func RevertOfCancelMessage(name string, version int, cause string) string {
+	return fmt.Sprintf("version %d of service %q is itself the revert of a cancelled deploy (%s): cancelling it would deploy the cancelled spec again; nothing changed. "+
+		"Let it finish (follow it with get_service), or deploy the spec you want, or go back further with rollback_service (versions: service_history)", version, name, cause)
 }

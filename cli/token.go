@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -147,6 +148,15 @@ func (c *tokenCmd) revoke(ctx context.Context, args []string) error {
 	defer cl.Close()
 	var res api.RevokeTokenResult
 	if err := cl.call(ctx, api.ToolRevokeToken, api.RevokeTokenInput{ID: strings.TrimPrefix(pos[0], "gty_"), DryRun: *dryRun}, &res); err != nil {
+		var te *toolError
+		if errors.As(err, &te) && strings.Contains(te.text, "not found") {
+			var list api.TokenList
+			if lerr := cl.call(ctx, api.ToolListTokens, struct{}{}, &list); lerr == nil {
+				if hint := tokenNameHint(pos[0], list.Tokens); hint != "" {
+					return fmt.Errorf("%w\n%s", err, hint)
+				}
+			}
+		}
 		return err
 	}
 	if res.DryRun && res.Token != nil && !res.AlreadyRevoked {
@@ -161,4 +171,22 @@ func (c *tokenCmd) revoke(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(c.app.stdout, "token %s (%s) revoked\n", res.ID, res.Name)
 	return nil
+}
+
+// tokenNameHint says which IDs carry name, for a revoke given a token's
+// name instead of its ID; "" when no active token has that name.
+func tokenNameHint(name string, tokens []api.TokenInfo) string {
+	var ids []string
+	for _, t := range tokens {
+		if t.Name == name && !t.Revoked {
+			ids = append(ids, t.ID)
+		}
+	}
+	switch len(ids) {
+	case 0:
+		return ""
+	case 1:
+		return fmt.Sprintf("%q is the name of token %s; revoke takes the ID: gantry token revoke %s", name, ids[0], ids[0])
+	}
+	return fmt.Sprintf("%q is the name of %d tokens (%s); revoke takes an ID: gantry token revoke ID", name, len(ids), strings.Join(ids, ", "))
 }

@@ -8,10 +8,12 @@
 // read is get_service's desired replicas (Absent when there is no such
 // service). A write whose outcome the client does not know (an error or a
 // timeout: it may have been committed) may take effect at any time after
-// its call; a failed read tells nothing and is dropped.
+// its call; a write refused for certain (ErrNotApplied) and a failed read
+// tell nothing and are dropped.
 package linearize
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -115,14 +117,23 @@ func NewRecorder() *Recorder { return &Recorder{start: time.Now()} }
 
 func (r *Recorder) now() int64 { return int64(time.Since(r.start)) }
 
+// ErrNotApplied marks (wrapped in fn's error) a write the server refused
+// for certain, such as a conditional write found stale: Write drops it
+// from the history, as it changed nothing.
+var ErrNotApplied = errors.New("write not applied")
+
 // Write records client's write of v to key, made by calling fn. An error
-// from fn leaves the outcome unknown: the write may take effect at any
-// time after its call. fn's error is returned.
+// from fn leaves the outcome unknown (the write may take effect at any
+// time after its call) unless it wraps ErrNotApplied. fn's error is
+// returned.
 func (r *Recorder) Write(client int, key string, v int, fn func() error) error {
 	call := r.now()
 	err := fn()
 	ret := r.now()
 	out := Output{}
+	if errors.Is(err, ErrNotApplied) {
+		return err
+	}
 	if err != nil {
 		ret, out.Unknown = math.MaxInt64, true
 	}

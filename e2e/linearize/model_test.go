@@ -2,6 +2,7 @@ package linearize
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -108,6 +109,10 @@ func TestRecorder(t *testing.T) {
 	wg.Wait()
 	boom := errors.New("timeout")
 	if err := rec.Write(9, "web", 7, func() error { return boom }); err != boom {
+		t.Errorf("Write returned %v, want fn's error", err)
+	}
+	refused := fmt.Errorf("%w: stale", ErrNotApplied)
+	if err := rec.Write(9, "web", 8, func() error { return refused }); err != refused {
 		t.Errorf("Write returned %v, want fn's error", err)
 	}
 	if _, err := rec.Read(9, "web", func() (int, error) { return 0, boom }); err != boom {

@@ -38,7 +38,7 @@ new version fails or crash-loops (with its exit code and reason), or at the time
 
 func newDeployCmd(a *app) *deployCmd {
 	c := &deployCmd{app: a, fs: newFlagSet("deploy")}
-	c.fs.StringVar(&c.file, "f", "", "the service spec `FILE` (YAML or JSON)")
+	c.fs.StringVar(&c.file, "f", "", "the service spec `FILE` (YAML or JSON); - reads it from stdin")
 	c.fs.BoolVar(&c.detach, "detach", false, "return after the deploy is accepted instead of waiting for the rollout")
 	c.fs.DurationVar(&c.timeout, "timeout", 5*time.Minute, "how long to wait for the rollout (at most 1h)")
 	c.fs.StringVar(&c.pull, "pull", "missing", "when to pull the image first: missing (not cached), always or never")
@@ -63,13 +63,13 @@ func (c *deployCmd) Run(ctx context.Context, args []string) error {
 	case c.pull != "missing" && c.pull != "always" && c.pull != "never":
 		return usagef("deploy", "--pull: expected missing, always or never, got %q", c.pull)
 	}
-	data, err := readSpecFile(ctx, c.file)
+	data, source, err := c.readSpec(ctx)
 	if err != nil {
 		return fmt.Errorf("cannot read the spec: %w", err)
 	}
-	svc, err := spec.Parse(data, c.file)
+	svc, err := spec.Parse(data, source)
 	if err != nil {
-		return fmt.Errorf("%s is invalid; nothing was deployed:\n%w", c.file, err)
+		return fmt.Errorf("%s is invalid; nothing was deployed:\n%w", source, err)
 	}
 
 	cl, err := c.app.connect(ctx)
@@ -108,6 +108,26 @@ func printDeployed(w io.Writer, res api.DeployResult) {
 	default:
 		fmt.Fprintf(w, "service %s unchanged (version %d)\n", res.Service, res.Version)
 	}
+}
+
+// readSpec reads the spec from -f FILE, or from stdin for -f - (as kubectl
+// apply -f - does), and returns it with the name its errors use.
+func (c *deployCmd) readSpec(ctx context.Context) ([]byte, string, error) {
+	if c.file != "-" {
+		data, err := readSpecFile(ctx, c.file)
+		return data, c.file, err
+	}
+	if c.app.stdin == nil {
+		return nil, "stdin", fmt.Errorf("-f -: no standard input")
+	}
+	data, err := io.ReadAll(io.LimitReader(c.app.stdin, spec.MaxSpecSize+1))
+	if err != nil {
+		return nil, "stdin", fmt.Errorf("reading stdin: %w", err)
+	}
+	if len(data) > spec.MaxSpecSize {
+		return nil, "stdin", fmt.Errorf("stdin holds more than %d bytes (1 MiB), the limit for a spec", spec.MaxSpecSize)
+	}
+	return data, "stdin", nil
 }
 
 // readSpecFile reads a spec file of at most spec.MaxSpecSize bytes. Devices

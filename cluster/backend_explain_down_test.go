@@ -59,3 +59,40 @@ func TestExplainDownNodeAndLostInstance(t *testing.T) {
 		}
 	}
 }
+
+// A deploy that changes only disconnect.replace_after replaces nothing, in
+// its dry-run plan and when applied.
+func TestDisconnectChangeReplacesNothing(t *testing.T) {
+	e := newPlanEnv(t)
+	e.call(t, api.ToolDeploy, map[string]any{"spec_yaml": planSpec}, nil, false)
+	e.settle(t)
+	ids := func() map[string]bool {
+		insts, _ := e.store.Instances(state.InstanceFilter{Service: "web"})
+		m := map[string]bool{}
+		for _, in := range insts {
+			m[in.ID] = in.Desired == state.DesiredRun
+		}
+		return m
+	}
+	before := ids()
+	changed := planSpec + "disconnect: {replace_after: 5m}\n"
+	var dr api.DeployResult
+	e.call(t, api.ToolDeploy, map[string]any{"spec_yaml": changed, "dry_run": true}, &dr, false)
+	if p := dr.Plan; p == nil || len(p.Replace)+len(p.Stop)+len(p.Create) != 0 {
+		t.Fatalf("dry-run plan of a disconnect change = %+v, want nothing replaced", p)
+	}
+	e.call(t, api.ToolDeploy, map[string]any{"spec_yaml": changed}, nil, false)
+	e.settle(t)
+	after := ids()
+	if len(after) != 3 || len(before) != 3 {
+		t.Fatalf("instances before %v, after %v", before, after)
+	}
+	for id, live := range after {
+		if !before[id] || !live {
+			t.Fatalf("instances before %v, after %v: want the same 3 running", before, after)
+		}
+	}
+	if svc, _ := e.store.Service("web"); svc.Version != 2 || svc.Spec.Disconnect.ReplaceAfter.D() != 5*time.Minute {
+		t.Fatalf("service after the change: version %d, disconnect %+v", svc.Version, svc.Spec.Disconnect)
+	}
+}

@@ -71,7 +71,7 @@ func (b *Backend) keepSameSpec(name string, next *state.Service, insts []*state.
 		if in.Service != name || in.Desired != state.DesiredRun || in.SpecVersion == next.Version {
 			continue
 		}
-		if old, err := b.Store.SpecAt(name, in.SpecVersion); err == nil && state.SameSpecBesidesReplicas(old.Spec, next.Spec) {
+		if old, err := b.Store.SpecAt(name, in.SpecVersion); err == nil && state.SameSpecForInstances(old.Spec, next.Spec) {
 			in.SpecVersion = next.Version
 		}
 	}

@@ -224,7 +224,8 @@ func (a *applier) putService(op PutService) error {
 
 // keepSameSpecInstances moves the live instances that already run svc's
 // new spec (an earlier version with the same spec, as after a rollback or a
-// cancelled deploy) to the new version, so the controller does not replace
+// cancelled deploy, or one that differs only in disconnect) to the new
+// version, so the controller does not replace
 // instances with identical ones. Deployment rollbacks in Kubernetes reuse
 // the old ReplicaSet's pods the same way.
 func (a *applier) keepSameSpecInstances(svc *Service) {
@@ -233,7 +234,7 @@ func (a *applier) keepSameSpecInstances(svc *Service) {
 			continue
 		}
 		row, _ := must(a.txn.First(tableHistory, indexID, svc.Name, in.SpecVersion)).(*SpecVersion)
-		if row == nil || !sameSpecBesidesReplicas(row.Spec, svc.Spec) {
+		if row == nil || !SameSpecForInstances(row.Spec, svc.Spec) {
 			continue
 		}
 		moved := *in

@@ -1,6 +1,10 @@
 package state
 
-import "time"
+import (
+	"time"
+
+	"github.com/gantry-dev/gantry/spec"
+)
 
 // stampDownSince sets n.DownSince when n is put as down: the time of an
 // earlier down record of the same node is kept (so repeated down writes
@@ -17,4 +21,14 @@ func stampDownSince(n, old *Node, now time.Time) {
 	case n.DownSince.IsZero():
 		n.DownSince = now
 	}
+}
+
+// SameSpecForInstances reports whether instances running spec a can go on
+// running spec b unchanged: the two differ at most in replicas and in
+// disconnect, which only the controller reads. A deploy that changes only
+// those (say, a longer replace_after) makes a new version but moves the
+// live instances to it instead of rolling them.
+func SameSpecForInstances(a, b spec.Service) bool {
+	a.Disconnect, b.Disconnect = spec.Disconnect{}, spec.Disconnect{}
+	return sameSpecBesidesReplicas(a, b)
 }

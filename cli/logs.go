@@ -36,6 +36,16 @@ func newLogsCmd(a *app) *logsCmd {
 
 // Run runs gantry logs.
 func (c *logsCmd) Run(ctx context.Context, args []string) error {
+	// docker logs -f and kubectl logs -f follow; say so rather than
+	// "flag provided but not defined".
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-f" || a == "--f" || a == "-follow" || a == "--follow" {
+			return usagef("logs", "%s: gantry logs does not follow a log, it prints what is there; run it again with --since (e.g. --since 30s), or: watch -n 2 gantry logs NAME --tail 20", a)
+		}
+	}
 	pos, err := c.app.parse(c.fs, logsHelp, args)
 	if err != nil {
 		return err

@@ -28,7 +28,8 @@ vet: init
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 
 # Everything, with real runc, registries, CNI and network namespaces (needs root).
-test: deps build vet
+test: build vet
+	@bash scripts/install-deps.sh --test
 	bash scripts/test.sh
 
 test-short: init

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages Gantry needs at run time and for its tests.
+# Installs the Debian packages Gantry needs at run time and for its tests
+# (with --test, also npm when there is none).
 # Idempotent: does nothing (and needs no network) when all are present.
 set -euo pipefail
 pkgs=(runc crun containernetworking-plugins iptables docker-registry busybox-static iproute2 util-linux procps)
@@ -7,6 +8,12 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# --test: make test also needs npm, once, to fetch the pinned Node 22, MCP
+# conformance suite and TypeScript SDK (scripts/node-tools.sh). Any npm
+# will do, so one already on PATH (not from Debian) is kept.
+if [ "${1:-}" = --test ] && ! command -v npm >/dev/null; then
+  missing+=(npm)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

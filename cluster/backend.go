@@ -164,7 +164,7 @@ func InstanceView(in *state.Instance) api.InstanceStatus {
 	v := api.InstanceStatus{ID: in.ID, Slot: in.Slot, Node: in.Node, State: in.State, Healthy: in.Healthy,
 		Restarts: in.Restarts, Message: in.Message, IP: in.IP, Ports: in.Ports, ImageDigest: in.ImageDigest,
 		SpecVersion: in.SpecVersion}
-	if in.Desired == state.DesiredStop && in.State != state.StateStopped {
+	if in.Desired == state.DesiredStop && in.State != state.StateStopped && in.State != state.StateLost {
 		v.State = state.StateStopping
 	}
 	if e := in.LastExit; e != nil {

@@ -149,7 +149,7 @@ func (b *Backend) instanceFinding(in *state.Instance, svc *state.Service, now ti
 		return s
 	}
 	if in.State == state.StateLost && in.Desired != state.DesiredRun {
-		f.Reason = "lost: " + in.Message
+		f.Reason = in.Message // "node n2 down since T, longer than disconnect.replace_after ..."
 		return f
 	}
 	if in.Desired == state.DesiredStop {

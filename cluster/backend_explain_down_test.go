@@ -47,10 +47,15 @@ func TestExplainDownNodeAndLostInstance(t *testing.T) {
 		t.Fatalf("instance after the tolerance: %+v, %v", in, err)
 	}
 	text = e.call(t, api.ToolExplain, api.ExplainInput{ID: id}, &ex, false)
-	for _, want := range []string{"lost: node n1 down since", "longer than disconnect.replace_after 0s"} {
+	for _, want := range []string{"is lost: node n1 down since", "longer than disconnect.replace_after 0s", "placed again on another node"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("explain of a lost instance lacks %q:\n%s", want, text)
 		}
+	}
+	var cs api.ClusterStatus
+	e.call(t, api.ToolClusterStatus, nil, &cs, false)
+	if cs.Instances[state.StateLost] != 1 || cs.Instances[state.StateStopping] != 0 {
+		t.Errorf("cluster status counts %v, want the instance as lost", cs.Instances)
 	}
 	text = e.call(t, api.ToolExplain, api.ExplainInput{ID: "web"}, &ex, false)
 	for _, want := range []string{"1 replica(s) have no instance", "n1: down since"} {

@@ -70,6 +70,10 @@ func (b *Backend) ClusterStatus(ctx context.Context) (*api.ClusterStatus, error)
 	}
 	for _, in := range insts {
 		if in.Desired != state.DesiredRun {
+			if in.State == state.StateLost {
+				out.Instances[state.StateLost]++ // on a down node, replaced elsewhere
+				continue
+			}
 			out.Instances[state.StateStopping]++
 			continue
 		}

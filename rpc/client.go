@@ -303,7 +303,8 @@ func responseError(target string, status int, body []byte) (ErrorBody, error) {
 	case status == http.StatusConflict:
 		cat = errdefs.ErrConflict
 	}
-	err := fmt.Errorf("%s: %s (HTTP %d): %w", target, eb.Message, status, cat)
+	msg := strings.TrimSuffix(eb.Message, ": "+cat.Error()) // the category is added back below
+	err := fmt.Errorf("%s: %s (HTTP %d): %w", target, msg, status, cat)
 	return eb, errdefs.WithHint(err, eb.Hint)
 }
 

@@ -68,8 +68,13 @@ type Config struct {
 	// without a request from its client (DefaultSessionIdleTimeout when 0);
 	// MaxSessions caps the sessions open at once (DefaultMaxSessions when
 	// 0). Clients of 2026-07-28 are stateless and use no session.
-	SessionIdleTimeout time.Duration
-	MaxSessions        int
+	// MaxSessionsPerPrincipal caps one principal's open sessions
+	// (DefaultMaxSessionsPerPrincipal when 0), so that one token cannot
+	// take every session: at its cap, a principal's new session closes its
+	// least recently used idle one.
+	SessionIdleTimeout      time.Duration
+	MaxSessions             int
+	MaxSessionsPerPrincipal int
 
 	Logger  *slog.Logger
 	Version string

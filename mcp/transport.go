@@ -17,8 +17,9 @@ import (
 // Session defaults: how long a session may sit idle (no request from its
 // client) before it is closed, and how many may be open at once.
 const (
-	DefaultSessionIdleTimeout = 30 * time.Minute
-	DefaultMaxSessions        = 1000
+	DefaultSessionIdleTimeout      = 30 * time.Minute
+	DefaultMaxSessions             = 1000
+	DefaultMaxSessionsPerPrincipal = 100
 )
 
 // statelessVersion is the first protocol revision without sessions
@@ -35,7 +36,9 @@ const maxPeekBytes = sdk.DefaultMaxRequestBodyBytes
 // go to the stateful one, which keeps 2025-11-25 sessions (server-to-client
 // requests such as elicitation, resource subscriptions, cancellation).
 // The router binds each session to the principal that created it, caps
-// how many are open and closes them all when the http.Server shuts down.
+// how many are open (in all, and per principal: one token that keeps
+// opening sessions must not lock every other client out until they expire)
+// and closes them all when the http.Server shuts down.
 type router struct {
 	srv       *sdk.Server
 	stateless http.Handler
@@ -43,12 +46,14 @@ type router struct {
 	log       *slog.Logger
 	idle      time.Duration
 	max       int
+	maxPer    int // per principal
 
 	hooked sync.Map // *http.Server -> true: shutdown hook registered
 
 	mu       sync.Mutex
 	sessions map[string]*session // by Mcp-Session-Id
 	opening  int                 // initializes in flight, counted against max
+	openBy   map[string]int      // initializes in flight by principal
 	closed   bool                // the server is shutting down
 }
 
@@ -59,6 +64,8 @@ type session struct {
 	// idle closes the session once it has had none for router.idle.
 	refs int
 	idle *time.Timer
+	// used is when a request of the session last started or ended.
+	used time.Time
 }
 
 func newRouter(srv *sdk.Server, cfg Config, log *slog.Logger) *router {
@@ -69,6 +76,10 @@ func newRouter(srv *sdk.Server, cfg Config, log *slog.Logger) *router {
 	maxSessions := cfg.MaxSessions
 	if maxSessions <= 0 {
 		maxSessions = DefaultMaxSessions
+	}
+	maxPer := cfg.MaxSessionsPerPrincipal
+	if maxPer <= 0 {
+		maxPer = DefaultMaxSessionsPerPrincipal
 	}
 	sdkLog := slog.New(minLevel{log.Handler(), slog.LevelWarn}).With("component", "mcp-http")
 	get := func(*http.Request) *sdk.Server { return srv }
@@ -92,7 +103,9 @@ func newRouter(srv *sdk.Server, cfg Config, log *slog.Logger) *router {
 		}),
 		idle:     idle,
 		max:      maxSessions,
+		maxPer:   maxPer,
 		sessions: map[string]*session{},
+		openBy:   map[string]int{},
 	}
 }
 
@@ -189,6 +202,7 @@ func (rt *router) busy(sess *session, delta int) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	sess.refs += delta
+	sess.used = time.Now()
 	if sess.idle == nil {
 		return
 	}
@@ -204,12 +218,12 @@ func (rt *router) busy(sess *session, delta int) {
 func (rt *router) initialize(w http.ResponseWriter, r *http.Request) {
 	p, _ := PrincipalFromContext(r.Context())
 	rt.mu.Lock()
-	switch {
-	case rt.closed:
+	if rt.closed {
 		rt.mu.Unlock()
 		writeJSONError(w, http.StatusServiceUnavailable, jsonError("unavailable", "the server is shutting down; reconnect once it is back"))
 		return
-	case len(rt.sessions)+rt.opening >= rt.max:
+	}
+	if len(rt.sessions)+rt.opening >= rt.max {
 		n := len(rt.sessions)
 		rt.mu.Unlock()
 		rt.log.Warn("refused a new MCP session: too many open", "principal", p.Name, "open", n, "max", rt.max)
@@ -219,20 +233,46 @@ func (rt *router) initialize(w http.ResponseWriter, r *http.Request) {
 			rt.max, rt.idle, statelessVersion)))
 		return
 	}
+	// At its own limit, the principal's least recently used idle session
+	// makes room: its client, if any, gets 404 on its next request and
+	// starts a new one. Other principals' sessions are never touched.
+	var evict *session
+	if rt.openBy[p.Name]+rt.countLocked(p.Name) >= rt.maxPer {
+		var sid string
+		if sid, evict = rt.lruIdleLocked(p.Name); evict == nil {
+			rt.mu.Unlock()
+			rt.log.Warn("refused a new MCP session: the principal has too many open", "principal", p.Name, "max_per_principal", rt.maxPer)
+			w.Header().Set("Retry-After", strconv.Itoa(60))
+			writeJSONError(w, http.StatusServiceUnavailable, jsonError("too_many_sessions", fmt.Sprintf(
+				"principal %q already has %d MCP sessions open or opening, each with a request in progress (the limit per principal): close sessions you no longer use (HTTP DELETE with their Mcp-Session-Id), then retry; clients of protocol %s need no session",
+				p.Name, rt.maxPer, statelessVersion)))
+			return
+		}
+		delete(rt.sessions, sid)
+		evict.idle.Stop()
+		rt.log.Info("closing the least recently used idle MCP session of a principal at its session limit", "principal", p.Name, "session", truncateID(sid), "max_per_principal", rt.maxPer)
+	}
 	rt.opening++
+	rt.openBy[p.Name]++
 	rt.mu.Unlock()
+	if evict != nil {
+		_ = evict.ss.Close()
+	}
 
 	cw := &captureWriter{ResponseWriter: w, onHeader: func(sid string) {
 		// Registered before the response leaves, so the client's next
 		// request (notifications/initialized) finds it.
 		rt.mu.Lock()
-		rt.sessions[sid] = &session{principal: p.Name}
+		rt.sessions[sid] = &session{principal: p.Name, used: time.Now()}
 		rt.mu.Unlock()
 	}}
 	rt.stateful.ServeHTTP(cw, r)
 
 	rt.mu.Lock()
 	rt.opening--
+	if rt.openBy[p.Name]--; rt.openBy[p.Name] <= 0 {
+		delete(rt.openBy, p.Name)
+	}
 	rt.mu.Unlock()
 	if cw.sid == "" {
 		return
@@ -250,7 +290,7 @@ func (rt *router) initialize(w http.ResponseWriter, r *http.Request) {
 		delete(rt.sessions, cw.sid)
 	} else {
 		sess := rt.sessions[cw.sid]
-		sess.ss = ss
+		sess.ss, sess.used = ss, time.Now()
 		sess.idle = time.AfterFunc(rt.idle, func() {
 			rt.log.Info("closing an idle MCP session", "principal", p.Name, "session", truncateID(cw.sid), "idle", rt.idle)
 			_ = ss.Close()
@@ -309,6 +349,36 @@ func (rt *router) closeAll() {
 	for _, ss := range open {
 		_ = ss.Close()
 	}
+}
+
+// countLocked counts principal's open sessions; rt.mu is held.
+func (rt *router) countLocked(principal string) int {
+	n := 0
+	for _, s := range rt.sessions {
+		if s.principal == principal {
+			n++
+		}
+	}
+	return n
+}
+
+// lruIdleLocked returns principal's least recently used session that has
+// no request in progress (nil when every one is busy or still opening);
+// rt.mu is held.
+func (rt *router) lruIdleLocked(principal string) (string, *session) {
+	var (
+		id   string
+		best *session
+	)
+	for sid, s := range rt.sessions {
+		if s.principal != principal || s.ss == nil || s.idle == nil || s.refs > 0 {
+			continue
+		}
+		if best == nil || s.used.Before(best.used) {
+			id, best = sid, s
+		}
+	}
+	return id, best
 }
 
 // openSessions counts the sessions open now.

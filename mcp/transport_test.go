@@ -231,6 +231,45 @@ func TestOpenSessionsAreCapped(t *testing.T) {
 	e.initialize(t, "alice-token")
 }
 
+// One token that keeps opening sessions (a careless agent re-initializing
+// on every call, or a hostile one) only ever replaces its own idle ones:
+// other principals can still open theirs. When all of its sessions are
+// busy, its new one is refused, naming the limit.
+func TestSessionsArePerPrincipal(t *testing.T) {
+	e, srv, _ := newSessionEnv(t, func(c *mcp.Config) { c.MaxSessionsPerPrincipal = 2 })
+	first := e.initialize(t, "alice-token")
+	second := e.initialize(t, "alice-token")
+	for range 5 {
+		e.initialize(t, "alice-token")
+	}
+	waitFor(t, func() bool { return srv.OpenSessions() == 2 })
+	for _, sid := range []string{first, second} {
+		resp, body := e.post(t, "alice-token", sid, `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`)
+		wantJSONError(t, resp, body, http.StatusNotFound, "send initialize again")
+	}
+	e.initialize(t, "bob-token")
+	if n := srv.OpenSessions(); n != 3 {
+		t.Errorf("%d sessions open, want alice's 2 and bob's", n)
+	}
+
+	// Sessions listening on their GET stream are busy: not replaced.
+	e2, srv2, _ := newSessionEnv(t, func(c *mcp.Config) { c.MaxSessionsPerPrincipal = 2 })
+	a := e2.connectAs(t, "alice-token", legacyVersion, nil)
+	b := e2.connectAs(t, "alice-token", legacyVersion, nil)
+	time.Sleep(100 * time.Millisecond) // let the GET streams open
+	resp, body := e2.post(t, "alice-token", "", initBody)
+	wantJSONError(t, resp, body, http.StatusServiceUnavailable, "limit per principal")
+	for _, cs := range []*sdk.ClientSession{a, b} {
+		if _, err := cs.ListTools(context.Background(), nil); err != nil {
+			t.Errorf("a busy session was closed to make room: %v", err)
+		}
+	}
+	e2.initialize(t, "bob-token")
+	if n := srv2.OpenSessions(); n != 3 {
+		t.Errorf("%d sessions open, want alice's 2 and bob's", n)
+	}
+}
+
 // Serve closes the sessions when it shuts down, though their clients keep
 // a GET stream open.
 func TestServeClosesSessions(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gantry-dev/gantry/errdefs"
+	"github.com/gantry-dev/gantry/state"
 )
 
 // Client retry bounds.
@@ -99,10 +100,25 @@ func (c *Client) candidates(prefer string) []string {
 // (connection refused, no leader yet), backing off between rounds, within
 // ctx. A write that reached a server but got no answer is not retried (it
 // may have been applied): that fails with errdefs.ErrUnavailable.
+//
+// When every attempt failed before the write could be appended (no server
+// reachable, no leader), the error wraps state.ErrNotLeader as well, which is
+// what state.Config.Forward reports so that the state retries.
 func (c *Client) Apply(ctx context.Context, cmd []byte) (ApplyResponse, error) {
 	c.mu.Lock()
-	cands := c.candidates(c.leader)
+	leader := c.leader
 	c.mu.Unlock()
+	return c.applyFrom(ctx, leader, cmd)
+}
+
+// ApplyAt is Apply starting at the server at addr (an RPC address, say the
+// leader's that state.Config.Forward is given, once mapped to its RPC port).
+func (c *Client) ApplyAt(ctx context.Context, addr string, cmd []byte) (ApplyResponse, error) {
+	return c.applyFrom(ctx, addr, cmd)
+}
+
+func (c *Client) applyFrom(ctx context.Context, first string, cmd []byte) (ApplyResponse, error) {
+	cands := c.candidates(first)
 	if len(cands) == 0 {
 		return ApplyResponse{}, errdefs.WithHint(fmt.Errorf("apply: no servers configured: %w", errdefs.ErrInvalid), "pass the servers' --rpc-addr")
 	}
@@ -150,8 +166,8 @@ func (c *Client) Apply(ctx context.Context, cmd []byte) (ApplyResponse, error) {
 		}
 		backoff = min(2*backoff, backoffMax)
 	}
-	return ApplyResponse{}, errdefs.WithHint(fmt.Errorf("apply: no server took the write after %d attempts: last error: %w: %w",
-		maxApplyAttempts, lastErr, errdefs.ErrUnavailable),
+	return ApplyResponse{}, errdefs.WithHint(fmt.Errorf("apply: no server took the write after %d attempts: last error: %w: %w: %w",
+		maxApplyAttempts, lastErr, state.ErrNotLeader, errdefs.ErrUnavailable),
 		fmt.Sprintf("check that the servers %v run, are reachable and have elected a leader", c.servers))
 }
 

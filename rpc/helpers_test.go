@@ -32,7 +32,10 @@ import (
 	"github.com/gantry-dev/gantry/worker"
 )
 
-var _ worker.Store = (*RemoteStore)(nil)
+var (
+	_ worker.Store = (*RemoteStore)(nil)
+	_ Store        = (*state.Store)(nil)
+)
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
@@ -162,7 +165,6 @@ func peerRole(cs *tls.ConnectionState) (string, string, error) {
 // says whether it claims to be the leader, leaderAddr the leader's address.
 type testStore struct {
 	*state.Store
-	follower bool
 
 	mu         sync.Mutex
 	leaderAddr string
@@ -174,15 +176,7 @@ func (s *testStore) setLeader(addr string) {
 	s.leaderAddr = addr
 }
 
-func (s *testStore) ApplyCommand(ctx context.Context, cmd []byte) (state.Result, error) {
-	ops, err := state.DecodeCommandOps(cmd)
-	if err != nil {
-		return state.Result{}, err
-	}
-	return s.Store.ApplyWithResult(ctx, ops...)
-}
-
-func (s *testStore) IsLeader() bool { return !s.follower }
+func (s *testStore) IsLeader() bool { return false }
 
 func (s *testStore) Leader() (string, string) {
 	s.mu.Lock()
@@ -262,23 +256,21 @@ func (s *rpcServer) stop() {
 
 // cluster is one real state store served by an RPC server.
 type cluster struct {
-	ca    *testCA
-	st    *state.Store
-	store *testStore
-	srv   *rpcServer
+	ca  *testCA
+	st  *state.Store
+	srv *rpcServer
 }
 
 func newCluster(t testing.TB, mod ...func(*ServerConfig)) *cluster {
 	t.Helper()
 	ca := newTestCA(t)
 	st := openState(t)
-	ts := &testStore{Store: st}
-	cfg := ServerConfig{Store: ts, Peer: peerRole, Logger: testLogger(t)}
+	cfg := ServerConfig{Store: st, Peer: peerRole, Logger: testLogger(t)}
 	for _, m := range mod {
 		m(&cfg)
 	}
 	srv := startRPC(t, "127.0.0.1:0", ca.serverTLS(ca.issue(t, RoleServer, "s1")), NewServer(cfg))
-	return &cluster{ca: ca, st: st, store: ts, srv: srv}
+	return &cluster{ca: ca, st: st, srv: srv}
 }
 
 // client returns a client with a role/name certificate.

@@ -144,7 +144,7 @@ func (s *server) handleApply(w http.ResponseWriter, r *http.Request, p peer) {
 		return
 	}
 	res, err := s.cfg.Store.ApplyCommand(r.Context(), cmd)
-	if errors.Is(err, raft.ErrNotLeader) {
+	if errors.Is(err, state.ErrNotLeader) || errors.Is(err, raft.ErrNotLeader) {
 		s.notLeader(w, r)
 		return
 	}

@@ -223,7 +223,7 @@ func TestClientFollowsLeaderRedirect(t *testing.T) {
 	t.Parallel()
 	leader := newCluster(t)
 	// A follower over the same state: it knows the leader's RPC address.
-	follower := &testStore{Store: leader.st, follower: true, leaderAddr: "raft-of-s1"}
+	follower := &testStore{Store: leader.st, leaderAddr: "raft-of-s1"}
 	fsrv := startRPC(t, "127.0.0.1:0", leader.ca.serverTLS(leader.ca.issue(t, RoleServer, "s2")), NewServer(ServerConfig{
 		Store: follower, Peer: peerRole, Logger: testLogger(t),
 		LeaderRPC: func(id, raftAddr string) string {
@@ -260,6 +260,14 @@ func TestClientFollowsLeaderRedirect(t *testing.T) {
 	if fsrv.hits.Load() != 1 || leader.srv.hits.Load() != 2 {
 		t.Errorf("second write: hits follower %d, leader %d; want 1 and 2", fsrv.hits.Load(), leader.srv.hits.Load())
 	}
+	// ApplyAt starts where it is told (the leader state.Config.Forward names).
+	at := leader.client(t, RoleWorker, "n1", dead)
+	if _, err := at.ApplyAt(context.Background(), fsrv.addr, encode(t, state.AppendEvent{Event: state.Event{Type: "Y", Node: "n1"}})); err != nil {
+		t.Errorf("ApplyAt the follower: %v", err)
+	}
+	if fsrv.hits.Load() != 2 || leader.srv.hits.Load() != 3 {
+		t.Errorf("ApplyAt: hits follower %d, leader %d; want 2 and 3", fsrv.hits.Load(), leader.srv.hits.Load())
+	}
 	// A follower's status names the leader; reads are served locally.
 	fcl := leader.client(t, RoleWorker, "n1", fsrv.addr)
 	st, err := fcl.Status(context.Background())
@@ -272,7 +280,7 @@ func TestClientFollowsLeaderRedirect(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	_, err = fcl.Apply(ctx, encode(t, state.AppendEvent{Event: state.Event{Type: "X", Node: "n1"}}))
-	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), "no leader") {
+	if !errdefs.IsUnavailable(err) || !errors.Is(err, state.ErrNotLeader) || !strings.Contains(err.Error(), "no leader") {
 		t.Errorf("apply with no leader: err = %v, want ErrUnavailable", err)
 	}
 	t.Logf("gave up after %v", time.Since(start))

@@ -165,7 +165,7 @@ func Place(nodes []Node, usage map[string]*Usage, req Request) (string, error) {
 			skipped = append(skipped, fmt.Sprintf("%s: cpu %dm of %dm reserved, %dm asked", n.ID, u.CPU, n.CPU, req.CPU))
 			continue
 		case n.Memory > 0 && u.Memory+req.Memory > n.Memory:
-			skipped = append(skipped, fmt.Sprintf("%s: memory %d of %d bytes reserved, %d asked", n.ID, u.Memory, n.Memory, req.Memory))
+			skipped = append(skipped, fmt.Sprintf("%s: memory %s of %s reserved, %s asked", n.ID, bytesIEC(u.Memory), bytesIEC(n.Memory), bytesIEC(req.Memory)))
 			continue
 		}
 		if k, holder, ok := portTaken(u, req); ok {
@@ -209,4 +209,24 @@ func Place(nodes []Node, usage map[string]*Usage, req Request) (string, error) {
 	id := cands[0].id
 	Hold(usage, id, req)
 	return id, nil
+}
+
+// bytesIEC renders n bytes for people, as specs write memory: 512 B,
+// 64 MiB, 23.5 GiB.
+func bytesIEC(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	v := float64(n) / float64(div)
+	suffix := []string{"KiB", "MiB", "GiB", "TiB", "PiB"}[exp]
+	if v == float64(int64(v)) {
+		return fmt.Sprintf("%d %s", int64(v), suffix)
+	}
+	return fmt.Sprintf("%.1f %s", v, suffix)
 }

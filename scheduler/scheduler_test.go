@@ -68,6 +68,22 @@ func TestPlaceMarkedNodes(t *testing.T) {
 	}
 }
 
+// A node without room says how much memory is reserved and asked in the
+// units specs use, not in bytes.
+func TestPlaceNoRoomInIECUnits(t *testing.T) {
+	nodes := []Node{{ID: "a", Ready: true, CPU: 4000, Memory: 47 << 29}}
+	usage := map[string]*Usage{"a": {Memory: 192 << 20}}
+	_, err := Place(nodes, usage, Request{Service: "big", Memory: 500 << 30})
+	if err == nil || !strings.Contains(err.Error(), "a: memory 192 MiB of 23.5 GiB reserved, 500 GiB asked") {
+		t.Errorf("error = %v", err)
+	}
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1 KiB", 1536: "1.5 KiB", 64 << 20: "64 MiB"} {
+		if got := bytesIEC(n); got != want {
+			t.Errorf("bytesIEC(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
 func BenchmarkPlace(b *testing.B) {
 	var nodes []Node
 	for i := 0; i < 100; i++ {

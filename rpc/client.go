@@ -284,9 +284,11 @@ func unsent(err error) bool {
 	if errors.As(err, &op) && op.Op == "dial" {
 		return true
 	}
+	// A refused handshake sent nothing either: pki's checks fail with
+	// errdefs.ErrPermission, crypto/tls's own with these types.
 	var cv *tls.CertificateVerificationError
 	var hostErr x509.HostnameError
-	return errors.As(err, &cv) || errors.As(err, &hostErr)
+	return errors.Is(err, errdefs.ErrPermission) || errors.As(err, &cv) || errors.As(err, &hostErr)
 }
 
 // tlsHint adds a hint to certificate errors.
@@ -335,40 +337,28 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Join asks the server at addr to admit this node. It connects without a
-// client certificate (the node has none yet) and trusts the server only
-// through verify, which gets the certificates the server presented (DER,
-// leaf first) and must check them against the CA the join token pins.
-func Join(ctx context.Context, addr string, req JoinRequest, verify func(rawCerts [][]byte) error) (*JoinResponse, error) {
-	if verify == nil {
-		return nil, fmt.Errorf("join: no certificate check given: %w", errdefs.ErrInvalid)
+// Join asks the server at addr to admit this node. tlsConf presents no
+// certificate (the node has none yet) and trusts the server only when its
+// chain holds the CA the join token pins: pki.JoinClientTLS(fingerprint).
+func Join(ctx context.Context, addr string, req JoinRequest, tlsConf *tls.Config) (*JoinResponse, error) {
+	if tlsConf == nil {
+		return nil, fmt.Errorf("join: no TLS config given: %w", errdefs.ErrInvalid)
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("join: %w", err)
 	}
-	tr := newTransport(&tls.Config{
-		MinVersion: tls.VersionTLS12,
-		// The CA is not trusted yet: verify checks the pinned fingerprint.
-		InsecureSkipVerify: true, //nolint:gosec // verified by VerifyPeerCertificate
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if err := verify(raw); err != nil {
-				return &pinError{err}
-			}
-			return nil
-		},
-	})
+	tr := newTransport(tlsConf)
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
 	status, data, err := doRequest(ctx, hc, http.MethodPost, addr, PathJoin, body, 30*time.Second)
-	var pe *pinError
-	if errors.As(err, &pe) {
-		return nil, errdefs.WithHint(fmt.Errorf("join via %s: the server's certificate is not from the CA the token names: %w: %w", addr, pe.err, errdefs.ErrPermission),
+	if errors.Is(err, errdefs.ErrPermission) {
+		return nil, errdefs.WithHint(fmt.Errorf("join via %s: the server's certificate is not from the CA the token names: %w", addr, err),
 			"the token is for another cluster, or something else answers at this address; get a token from this cluster's servers")
 	}
 	if err != nil {
 		return nil, errdefs.WithHint(fmt.Errorf("join via %s: %w: %w", addr, err, errdefs.ErrUnavailable),
-			"check the address (a server's --rpc-addr) and that the join token is for this cluster")
+			"check the address (a server's --rpc-addr) and that it runs")
 	}
 	if status != http.StatusOK {
 		_, rerr := responseError(addr, status, data)
@@ -380,9 +370,3 @@ func Join(ctx context.Context, addr string, req JoinRequest, verify func(rawCert
 	}
 	return &resp, nil
 }
-
-// pinError is a server certificate that failed the join's pinned-CA check.
-type pinError struct{ err error }
-
-func (e *pinError) Error() string { return "pinned CA check: " + e.err.Error() }
-func (e *pinError) Unwrap() error { return e.err }

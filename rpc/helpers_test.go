@@ -2,24 +2,13 @@ package rpc
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"log"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,6 +16,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/gantry-dev/gantry/pki"
 	"github.com/gantry-dev/gantry/spec"
 	"github.com/gantry-dev/gantry/state"
 	"github.com/gantry-dev/gantry/worker"
@@ -43,126 +33,60 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-// testCA is a small cluster CA issuing role-bearing node certificates, as
-// the pki package does: URI SAN spiffe://gantry/<role>/<name>.
+// testCA is a cluster CA from the pki package, issuing node certificates
+// with role identities (spiffe://gantry/<role>/<name>).
 type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
+	ca  *pki.CA
+	pem []byte
 }
 
 func newTestCA(t testing.TB) *testCA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := pki.NewCA(time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "gantry test CA"},
-		NotBefore:             time.Now().Add(-time.Minute),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
+	return &testCA{ca: ca, pem: ca.CertPEM()}
 }
-
-var serial atomic.Int64
 
 // issue makes a node certificate (chain: leaf, CA) for role/name on 127.0.0.1.
 func (ca *testCA) issue(t testing.TB, role, name string) tls.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	keyPEM, csr, err := pki.NewKeyAndCSR(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, _ := url.Parse(fmt.Sprintf("spiffe://gantry/%s/%s", role, name))
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial.Add(1) + 1),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Minute),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		URIs:         []*url.URL{u},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	certPEM, err := ca.ca.Issue(csr, pki.Role(role), name, []net.IP{net.IPv4(127, 0, 0, 1)}, time.Hour, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tls.Certificate{Certificate: [][]byte{der, ca.cert.Raw}, PrivateKey: key}
+	pair, err := pki.KeyPair(certPEM, keyPEM, ca.pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pair
 }
 
+// serverTLS is the RPC listener's config: node certificates of both roles,
+// or none (for joins).
 func (ca *testCA) serverTLS(cert tls.Certificate) *tls.Config {
-	return ListenerTLS(&tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{cert},
-		ClientCAs:    ca.pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-	})
+	return pki.JoinServerTLS(ca.pem, cert, pki.RoleServer, pki.RoleWorker)
 }
 
 func (ca *testCA) clientTLS(cert tls.Certificate) *tls.Config {
-	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, RootCAs: ca.pool}
+	return pki.ClientTLS(ca.pem, cert, pki.RoleServer)
 }
 
-// pin checks that a presented chain is signed by the CA whose DER has the
-// given SHA-256, as a join token pins it.
-func pin(sum [32]byte) func(raw [][]byte) error {
-	return func(raw [][]byte) error {
-		if len(raw) == 0 {
-			return errors.New("no certificate")
-		}
-		pool := x509.NewCertPool()
-		for _, der := range raw[1:] {
-			if sha256.Sum256(der) == sum {
-				c, err := x509.ParseCertificate(der)
-				if err != nil {
-					return err
-				}
-				pool.AddCert(c)
-			}
-		}
-		leaf, err := x509.ParseCertificate(raw[0])
-		if err != nil {
-			return err
-		}
-		_, err = leaf.Verify(x509.VerifyOptions{Roots: pool})
-		return err
-	}
-}
+// joinTLS is what a joining node uses: no certificate, the CA pinned.
+func (ca *testCA) joinTLS() *tls.Config { return pki.JoinClientTLS(ca.ca.Fingerprint()) }
 
-// peerRole reads the role and name from the URI SAN, like pki.PeerRole.
 func peerRole(cs *tls.ConnectionState) (string, string, error) {
-	if len(cs.PeerCertificates) == 0 {
-		return "", "", errors.New("no client certificate")
-	}
-	for _, u := range cs.PeerCertificates[0].URIs {
-		if u.Scheme == "spiffe" && u.Host == "gantry" {
-			parts := strings.Split(strings.Trim(u.Path, "/"), "/")
-			if len(parts) == 2 {
-				return parts[0], parts[1], nil
-			}
-		}
-	}
-	return "", "", errors.New("certificate has no gantry identity")
+	role, name, err := pki.PeerRole(cs)
+	return string(role), name, err
 }
 
-// testStore adapts a single-node state.Store to the Store interface; lead
-// says whether it claims to be the leader, leaderAddr the leader's address.
+// testStore is a follower's view of a single-node state.Store: it claims not
+// to lead and names the leader at leaderAddr.
 type testStore struct {
 	*state.Store
 

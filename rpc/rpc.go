@@ -14,11 +14,14 @@
 // RemoteStore is the state a `gantry worker` runs from: the last snapshot a
 // server sent, cached on disk, so that the worker keeps its containers
 // running while no server can be reached (static stability).
+//
+// Serve the handler on a listener whose TLS config verifies any client
+// certificate given but lets a client without one through, for the join
+// endpoint: pki.JoinServerTLS. The handler refuses every other endpoint to a
+// client that presented no certificate.
 package rpc
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"time"
 
 	"github.com/gantry-dev/gantry/state"
@@ -137,24 +140,4 @@ type JoinResponse struct {
 	// server can sign joins and open secrets.
 	CAKey     []byte `json:"ca_key,omitempty"`
 	SecretKey []byte `json:"secret_key,omitempty"`
-}
-
-// ListenerTLS returns a copy of a server TLS config (pki.ServerTLS) fit for
-// the RPC listener: a client certificate is verified when given but not
-// required, so that /v1/join works without one. The handler refuses every
-// other endpoint to a client without a verified certificate. The config's
-// VerifyPeerCertificate (a role check) runs only when a certificate is
-// given: crypto/tls calls it with none too.
-func ListenerTLS(c *tls.Config) *tls.Config {
-	c = c.Clone()
-	c.ClientAuth = tls.VerifyClientCertIfGiven
-	if verify := c.VerifyPeerCertificate; verify != nil {
-		c.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
-			if len(raw) == 0 {
-				return nil
-			}
-			return verify(raw, chains)
-		}
-	}
-	return c
 }

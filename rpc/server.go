@@ -65,7 +65,7 @@ type server struct {
 }
 
 // NewServer returns the handler of the node RPC endpoints. Serve it on a
-// listener whose TLS config went through ListenerTLS. It panics when Store
+// listener configured by pki.JoinServerTLS (see the package doc). It panics when Store
 // or Peer is missing: that is a wiring mistake, not a runtime condition.
 func NewServer(cfg ServerConfig) http.Handler {
 	if cfg.Store == nil || cfg.Peer == nil {
@@ -98,10 +98,12 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 // peer is the authenticated client of a request.
 type peer struct{ role, name string }
 
-// authed requires a verified client certificate naming a server or worker.
+// authed requires a client certificate naming a server or worker. The TLS
+// config verified it during the handshake (pki verifies in
+// VerifyConnection, so VerifiedChains stays empty and is not checked here).
 func (s *server) authed(h func(http.ResponseWriter, *http.Request, peer)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 			s.writeErr(w, r, http.StatusUnauthorized, ErrorBody{Error: "unauthenticated",
 				Message: "a client certificate signed by the cluster CA is required",
 				Hint:    "use the node's certificate from <data-dir>/tls/node.pem; join the cluster first to get one"})

@@ -3,7 +3,6 @@ package rpc
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -196,7 +195,7 @@ func TestUnauthenticatedAndUnknownRole(t *testing.T) {
 	c := newCluster(t)
 	ctx := context.Background()
 	// No client certificate: only join is open.
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: c.ca.pool}}}
+	hc := &http.Client{Transport: newTransport(c.ca.joinTLS())}
 	defer hc.CloseIdleConnections()
 	status, body, err := doRequest(ctx, hc, http.MethodGet, c.srv.addr, PathStatus, nil, time.Second)
 	if err != nil {
@@ -205,16 +204,20 @@ func TestUnauthenticatedAndUnknownRole(t *testing.T) {
 	if eb := decodeError(t, body); status != http.StatusUnauthorized || eb.Hint == "" {
 		t.Errorf("status without a certificate = %d %+v, want 401 with a hint", status, eb)
 	}
-	// A certificate from the CA, but for no node role.
-	_, err = c.client(t, "admin", "x").Status(ctx)
-	if !errors.Is(err, errdefs.ErrPermission) {
+	// A Peer check that refuses the certificate refuses the request.
+	refusing := startRPC(t, "127.0.0.1:0", c.ca.serverTLS(c.ca.issue(t, RoleServer, "s3")), NewServer(ServerConfig{
+		Store: c.st, Logger: testLogger(t),
+		Peer:  func(*tls.ConnectionState) (string, string, error) { return "admin", "x", nil },
+	}))
+	_, err = c.client(t, RoleServer, "s2", refusing.addr).Status(ctx)
+	if !errors.Is(err, errdefs.ErrPermission) || !strings.Contains(err.Error(), `role "admin"`) {
 		t.Errorf("unknown role: err = %v, want ErrPermission", err)
 	}
 	// A client that does not trust the server's CA refuses it.
 	other := newTestCA(t)
 	cl := NewClient([]string{c.srv.addr}, other.clientTLS(other.issue(t, RoleServer, "s9")), testLogger(t))
 	defer cl.Close()
-	if _, err := cl.Status(ctx); err == nil || !strings.Contains(err.Error(), "certificate") {
+	if _, err := cl.Status(ctx); !errors.Is(err, errdefs.ErrPermission) {
 		t.Errorf("status with a foreign CA: err = %v, want a certificate error", err)
 	}
 }
@@ -300,7 +303,7 @@ func TestJoin(t *testing.T) {
 		}
 	})
 	ctx := context.Background()
-	good := pin(sha256.Sum256(c.ca.cert.Raw))
+	good := c.ca.joinTLS()
 
 	resp, err := Join(ctx, c.srv.addr, JoinRequest{Token: "gtyj.worker.good", Name: "n1", CSR: []byte{1, 2}}, good)
 	if err != nil {
@@ -311,7 +314,7 @@ func TestJoin(t *testing.T) {
 	}
 	// The CA pinned by the token must be the server's.
 	other := newTestCA(t)
-	_, err = Join(ctx, c.srv.addr, JoinRequest{Token: "gtyj.worker.good"}, pin(sha256.Sum256(other.cert.Raw)))
+	_, err = Join(ctx, c.srv.addr, JoinRequest{Token: "gtyj.worker.good"}, other.joinTLS())
 	if !errors.Is(err, errdefs.ErrPermission) || !strings.Contains(err.Error(), "not from the CA the token names") {
 		t.Errorf("join with another pinned CA: err = %v", err)
 	}
@@ -368,7 +371,7 @@ func TestOversizedBodyRefused(t *testing.T) {
 		t.Errorf("oversized command was applied: %v", err)
 	}
 	// Join bodies have their own, smaller limit.
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: c.ca.pool}}}
+	hc := &http.Client{Transport: newTransport(c.ca.joinTLS())}
 	defer hc.CloseIdleConnections()
 	status, _, err = doRequest(ctx, hc, http.MethodPost, c.srv.addr, PathJoin, bytes.Repeat([]byte("x"), MaxJoinBytes+1), time.Second)
 	if err != nil || status != http.StatusRequestEntityTooLarge {

@@ -207,7 +207,7 @@ func TestUnauthenticatedAndUnknownRole(t *testing.T) {
 	// A Peer check that refuses the certificate refuses the request.
 	refusing := startRPC(t, "127.0.0.1:0", c.ca.serverTLS(c.ca.issue(t, RoleServer, "s3")), NewServer(ServerConfig{
 		Store: c.st, Logger: testLogger(t),
-		Peer:  func(*tls.ConnectionState) (string, string, error) { return "admin", "x", nil },
+		Peer: func(*tls.ConnectionState) (string, string, error) { return "admin", "x", nil },
 	}))
 	_, err = c.client(t, RoleServer, "s2", refusing.addr).Status(ctx)
 	if !errors.Is(err, errdefs.ErrPermission) || !strings.Contains(err.Error(), `role "admin"`) {

@@ -112,10 +112,19 @@ func TestWorkerStopsLostAndVanishedInstances(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- w.Run(wctx) }()
-	defer func() { stop(); <-done }()
+	start := func(w *Worker) (stop func()) {
+		wctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- w.Run(wctx) }()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("worker: %v", err)
+			}
+		}
+	}
+	stop := start(w)
+	defer func() { stop() }()
 
 	containers := func() map[string]bool {
 		m := map[string]bool{}
@@ -169,5 +178,34 @@ func TestWorkerStopsLostAndVanishedInstances(t *testing.T) {
 	}
 	if ids, _ := nw.List(ctx); len(ids) != 0 {
 		t.Errorf("network attachments left behind: %v", ids)
+	}
+
+	// The gantry process of the node restarts (the machine rebooted, or it
+	// was killed) while its instance is marked lost: the new worker adopts
+	// the container and stops it.
+	apply(state.PutInstance{Instance: state.Instance{ID: "lost-0-cccccc", Service: "lost", Slot: 0, SpecVersion: 1, Node: "wk"}})
+	waitFor("a third instance running", func() bool {
+		return stateOf("lost-0-cccccc") == state.StateRunning && containers()["lost-0-cccccc"]
+	})
+	stop() // detaches: the container keeps running
+	if !containers()["lost-0-cccccc"] {
+		t.Fatal("the container did not survive its worker")
+	}
+	apply(state.SetInstanceDesired{ID: "lost-0-cccccc", Desired: state.DesiredStop},
+		state.SetInstanceStatus{ID: "lost-0-cccccc", Status: state.InstanceStatus{State: state.StateLost, Message: "node wk down"}})
+	w, err = New(Config{NodeID: "wk", Dir: instDir, Store: st, Images: imgs, Runtime: rt, Network: nw, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	stop = start(w)
+	waitFor("the adopted lost instance stopped", func() bool {
+		_, c := containers()["lost-0-cccccc"]
+		return stateOf("lost-0-cccccc") == state.StateStopped && !c
+	})
+	// The spec's stop signal (SIGKILL) was used, not SIGTERM and the
+	// default 10s grace that PID 1 sleep would sit out.
+	if took := time.Since(began); took > 8*time.Second {
+		t.Errorf("stopping the adopted instance took %s: its spec's stop settings were not used", took)
 	}
 }

@@ -141,7 +141,13 @@ func (s *supervisor) report(ctx context.Context, mutate func(st *state.InstanceS
 // is cancelled (the worker detaches and leaves the container running).
 func (s *supervisor) run(ctx context.Context, in *state.Instance, adopt *runtime.Container) {
 	if in.Desired != state.DesiredRun {
-		s.teardown(ctx, nil, adopt)
+		// Stopped while this worker was away (say, marked lost while the
+		// node was down): stop an adopted container the way its spec says.
+		var sp *spec.Service
+		if svc, err := s.w.cfg.Store.Service(in.Service); err == nil {
+			sp = &svc.Spec
+		}
+		s.teardown(ctx, sp, adopt)
 		return
 	}
 	svc, err := s.w.cfg.Store.Service(in.Service)

@@ -182,20 +182,35 @@ func (b *Backend) checkSecretRefs(sp *spec.Service) error {
 }
 
 // SecretScrubber returns the scrubber for the values of the secrets that
-// service's spec references (nil, which scrubs nothing, when there are
-// none). Whatever returns a service's output to a client passes it through
-// this: service_logs does, and so should exec_instance.
+// service's spec references, in its current version or any version kept
+// in its history (nil, which scrubs nothing, when there are none):
+// instances of an older version (during a rollout, or after a deploy that
+// dropped or renamed a secret) still hold and may print those. Whatever
+// returns a service's output to a client passes it through this:
+// service_logs and exec_instance do.
 func (b *Backend) SecretScrubber(service string) *Scrubber {
 	if b.Secrets == nil {
 		return nil
 	}
 	svc, err := b.Store.Service(service)
-	if err != nil || len(svc.Spec.Secrets) == 0 {
+	if err != nil {
+		return nil
+	}
+	names := map[string]bool{}
+	for _, name := range svc.Spec.Secrets {
+		names[name] = true
+	}
+	for _, v := range b.Store.History(service) {
+		for _, name := range v.Spec.Secrets {
+			names[name] = true
+		}
+	}
+	if len(names) == 0 {
 		return nil
 	}
 	// Instances started before the last replace print the previous value.
 	var values []map[string]string
-	for _, name := range svc.Spec.Secrets {
+	for name := range names {
 		sec, err := b.Store.Secret(name)
 		if err != nil {
 			continue

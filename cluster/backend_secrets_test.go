@@ -190,3 +190,20 @@ func TestSecretPieceAtLogCut(t *testing.T) {
 		}
 	}
 }
+
+// A deploy that drops a secret from the spec leaves instances of the older
+// version running (until the rollout replaces them) with the value in
+// their environment: their output is still scrubbed.
+func TestSecretOfAnOlderVersionIsScrubbed(t *testing.T) {
+	const value = "old-version-credential"
+	e, be := newSecretsEnv(t)
+	e.call(t, api.ToolSetSecret, map[string]any{"name": "db-password", "value": value}, nil, false)
+	e.call(t, api.ToolDeploy, map[string]any{"spec_yaml": secretSpec}, nil, false)
+	e.call(t, api.ToolDeploy, map[string]any{"spec_yaml": "name: web\nimage: busybox:1\nreplicas: 1\ncommand: [sleep, '1001']\n"}, nil, false)
+	if got := be.SecretScrubber("web").Scrub("password is " + value); got != "password is [secret:db-password]" {
+		t.Errorf("output of a version-1 instance after version 2 dropped the secret: %q", got)
+	}
+	if be.SecretScrubber("nosuch") != nil {
+		t.Error("a scrubber for a service that does not exist")
+	}
+}

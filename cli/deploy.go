@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -163,6 +164,17 @@ func readSpecFile(ctx context.Context, path string) ([]byte, error) {
 	return data, nil
 }
 
+// pullFailed says what to do when deploy's pull of ref failed with err.
+func pullFailed(err error, ref string) error {
+	var te *toolError
+	if errors.As(err, &te) && strings.HasPrefix(te.text, "permission denied") {
+		// Refused by scope, mode or policy: an import would be refused
+		// too, but the deploy itself may be allowed.
+		return fmt.Errorf("%w\nnothing was deployed; if the image is already in the server's cache (gantry image ls), deploy with --pull never; else ask someone allowed to pull it: gantry image pull %s", err, ref)
+	}
+	return fmt.Errorf("%w\nnothing was deployed; import a local image with: gantry image import FILE (then deploy with --pull never)", err)
+}
+
 // ensureImage pulls the image per the --pull policy.
 func (c *deployCmd) ensureImage(ctx context.Context, cl *client, ref string) error {
 	if c.pull == "never" {
@@ -182,7 +194,7 @@ func (c *deployCmd) ensureImage(ctx context.Context, cl *client, ref string) err
 	}
 	img, err := pullWithProgress(ctx, c.app, cl, ref)
 	if err != nil {
-		return fmt.Errorf("%w\nnothing was deployed; import a local image with: gantry image import FILE (then deploy with --pull never)", err)
+		return pullFailed(err, ref)
 	}
 	fmt.Fprintf(c.app.stdout, "pulled %s (%s, %s)\n", img.Ref, shortDigest(img.Digest), humanBytes(img.Size))
 	return nil

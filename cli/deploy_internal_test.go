@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -119,5 +120,18 @@ func TestTokenFileError(t *testing.T) {
 	missing := tokenFileError(&os.PathError{Op: "open", Path: "/var/lib/gantry/admin.token", Err: fs.ErrNotExist})
 	if msg := missing.Error(); !strings.Contains(msg, "run gantry dev first") || !strings.Contains(msg, "cannot read /var/lib/gantry/admin.token") {
 		t.Errorf("missing: %q", msg)
+	}
+}
+
+// A pull refused by policy does not suggest an import, which the same
+// policy refuses; other pull failures do.
+func TestPullFailedAdvice(t *testing.T) {
+	denied := pullFailed(fmt.Errorf("pulling r:1: %w", &toolError{text: "permission denied by policy rule mode/read-only: ..."}), "r:1")
+	if msg := denied.Error(); strings.Contains(msg, "image import") || !strings.Contains(msg, "--pull never") || !strings.Contains(msg, "gantry image pull r:1") {
+		t.Errorf("refused pull: %q", msg)
+	}
+	down := pullFailed(fmt.Errorf("pulling r:1: %w", &toolError{text: "registry r refused the connection"}), "r:1")
+	if msg := down.Error(); !strings.Contains(msg, "gantry image import FILE") {
+		t.Errorf("unreachable registry: %q", msg)
 	}
 }

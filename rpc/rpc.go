@@ -109,6 +109,9 @@ type StatusResponse struct {
 	LeaderID   string `json:"leader_id,omitempty"`
 	LeaderAddr string `json:"leader_addr,omitempty"` // RPC address
 	Index      uint64 `json:"index"`
+	// Peers is the Raft configuration (Raft addresses), when the store
+	// can tell it.
+	Peers []state.Peer `json:"peers,omitempty"`
 }
 
 // JoinRequest is the body of /v1/join.

@@ -38,6 +38,11 @@ type Store interface {
 	Leader() (id, addr string)
 }
 
+// peerLister is the optional part of a Store that /v1/status reports.
+type peerLister interface {
+	Peers(ctx context.Context) ([]state.Peer, error)
+}
+
 // ServerConfig wires a Server.
 type ServerConfig struct {
 	Store Store
@@ -65,7 +70,9 @@ type server struct {
 }
 
 // NewServer returns the handler of the node RPC endpoints. Serve it on a
-// listener configured by pki.JoinServerTLS (see the package doc). It panics when Store
+// listener configured by pki.JoinServerTLS (see the package doc), with no
+// http.Server WriteTimeout shorter than MaxWatchWait, which would cut
+// watches off (bound slow clients with ReadHeaderTimeout). It panics when Store
 // or Peer is missing: that is a wiring mistake, not a runtime condition.
 func NewServer(cfg ServerConfig) http.Handler {
 	if cfg.Store == nil || cfg.Peer == nil {
@@ -308,6 +315,13 @@ func (s *server) handleStatus(w http.ResponseWriter, r *http.Request, _ peer) {
 	st.LeaderID, st.LeaderAddr = s.cfg.Store.Leader()
 	if st.LeaderAddr != "" && s.cfg.LeaderRPC != nil {
 		st.LeaderAddr = s.cfg.LeaderRPC(st.LeaderID, st.LeaderAddr)
+	}
+	if ps, ok := s.cfg.Store.(peerLister); ok {
+		peers, err := ps.Peers(r.Context())
+		if err != nil {
+			s.log.Debug("status without peers", "err", err)
+		}
+		st.Peers = peers
 	}
 	writeJSON(w, http.StatusOK, st)
 }

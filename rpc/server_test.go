@@ -47,7 +47,7 @@ func TestApplyFromServerPeer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Role != "leader" || st.Index != c.st.Index() {
+	if st.Role != "leader" || st.Index != c.st.Index() || len(st.Peers) != 1 || st.Peers[0].ID != "s1" {
 		t.Errorf("status = %+v, want leader at index %d", st, c.st.Index())
 	}
 }

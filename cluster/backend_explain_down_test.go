@@ -101,3 +101,37 @@ func TestDisconnectChangeReplacesNothing(t *testing.T) {
 		t.Fatalf("service after the change: version %d, disconnect %+v", svc.Version, svc.Spec.Disconnect)
 	}
 }
+
+// A dry-run deploy while a node is down past the tolerance shows the
+// instance there replaced on another node, as the controller will do.
+func TestDryRunReplacesLostInstance(t *testing.T) {
+	e := newPlanEnv(t)
+	if _, err := e.store.Apply(context.Background(), state.PutNode{Node: state.Node{ID: "n2", Name: "n2", CPU: 4000, Memory: 8 << 30}}); err != nil {
+		t.Fatal(err)
+	}
+	spec1 := strings.Replace(planSpec, "replicas: 3", "replicas: 2", 1) + "disconnect: {replace_after: 1h}\n"
+	e.call(t, api.ToolDeploy, map[string]any{"spec_yaml": spec1}, nil, false)
+	e.settle(t)
+	var onN2 string
+	insts, _ := e.store.Instances(state.InstanceFilter{Service: "web"})
+	for _, in := range insts {
+		if in.Node == "n2" {
+			onN2 = in.ID
+		}
+	}
+	if onN2 == "" {
+		t.Fatalf("want a replica on n2: %+v", insts)
+	}
+	nodes, _ := e.store.Nodes()
+	if _, err := e.store.Apply(context.Background(), controller.NodeStatusChanges(nodes, map[string]bool{"n2": false}, time.Now().UTC())...); err != nil {
+		t.Fatal(err)
+	}
+	var dr api.DeployResult
+	e.call(t, api.ToolDeploy, map[string]any{"spec_yaml": strings.Replace(spec1, "1h", "0s", 1), "dry_run": true}, &dr, false)
+	p := dr.Plan
+	// Only disconnect changes, so the instances keep their version: the
+	// lost one is stopped and its slot created again on n1.
+	if p == nil || len(p.Stop) != 1 || p.Stop[0].ID != onN2 || len(p.Create) != 1 || p.Create[0].Node != "n1" || p.Create[0].Slot != p.Stop[0].Slot {
+		t.Fatalf("dry-run plan = %+v, want %s stopped and its slot created on n1", p, onN2)
+	}
+}

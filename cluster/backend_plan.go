@@ -202,12 +202,15 @@ func simulate(p *api.Plan, name string, next *state.Service, all []*state.Instan
 		rp := controller.Reconcile(controller.Input{Name: name, Service: next, Instances: cur, Nodes: cands, Usage: usage, Now: now,
 			NewID: func(service string, slot int) string { return fmt.Sprintf("%s-%d-planned", service, slot) }})
 		p.Pending = rp.Pending
-		if len(rp.Create) == 0 && len(rp.Stop) == 0 {
+		if len(rp.Create) == 0 && len(rp.Stop) == 0 && len(rp.Lost) == 0 {
 			break
 		}
 		stopped := map[string]bool{}
 		for _, id := range rp.Stop {
 			stopped[id] = true
+		}
+		for _, in := range rp.Lost { // on a node down past the tolerance: replaced too
+			stopped[in.ID] = true
 		}
 		kept := cur[:0:0]
 		for _, in := range cur {

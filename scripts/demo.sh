@@ -18,7 +18,7 @@ pids=()
 cleanup() {
   local rc=$?
   if [ "$KEEP" != 1 ]; then
-    if [ -n "${GANTRY_PID:-}" ] && kill -0 "$GANTRY_PID" 2>/dev/null; then
+    if [ -n "${REUSED:-}" ] || { [ -n "${GANTRY_PID:-}" ] && kill -0 "$GANTRY_PID" 2>/dev/null; }; then
       say "Cleaning up: gantry rm web (waits until every instance is stopped and removed)"
       "$GANTRY" rm web || true
     fi
@@ -26,9 +26,10 @@ cleanup() {
     wait 2>/dev/null || true
   else
     echo
-    echo "KEEP=1: left running: gantry dev (pid $GANTRY_PID, log $DEMO/gantry.log) and the registry on 127.0.0.1:$REG_PORT."
+    pid=${GANTRY_PID:-$(pgrep -f "gantry dev --data-dir $DATA" | head -1)}
+    echo "KEEP=1: left running: gantry dev (pid $pid, log $DEMO/gantry.log) and the registry on 127.0.0.1:$REG_PORT."
     echo "Try: $GANTRY ps    $GANTRY status web    $GANTRY logs web"
-    echo "Stop: $GANTRY rm web && kill $GANTRY_PID ${REG_PID:-}"
+    echo "Stop: $GANTRY rm web && kill $pid ${REG_PID:-}"
   fi
   exit $rc
 }
@@ -58,21 +59,28 @@ IMAGE=127.0.0.1:$REG_PORT/demo/web:1
 say "Building $IMAGE from /usr/bin/busybox and examples/web/www, and pushing it"
 go run ./hack/mkimage -busybox /usr/bin/busybox -www examples/web/www -ref "$IMAGE" -insecure
 
-say "Starting gantry dev (data dir $DATA)"
-# Another gantry answering on the port would pass the readiness check below
-# and get this demo's calls with the wrong token.
+# A gantry already on the port is reused when it is this data dir's (say,
+# an earlier make demo KEEP=1); another one would pass the readiness check
+# below and get this demo's calls with the wrong token, so it stops here.
 if timeout 5 busybox wget -q -O /dev/null http://127.0.0.1:7433/healthz 2>/dev/null; then
-  echo "something already answers on 127.0.0.1:7433 (another gantry dev?): stop it first (see: ps aux | grep 'gantry dev')"
-  exit 1
+  if [ -r "$DATA/admin.token" ] && GANTRY_TOKEN=$(cat "$DATA/admin.token") "$GANTRY" ps >/dev/null 2>&1; then
+    say "gantry dev already runs on 127.0.0.1:7433 with data dir $DATA; using it"
+    REUSED=1
+  else
+    echo "another server answers on 127.0.0.1:7433 and does not take $DATA/admin.token (another gantry dev?): stop it first (see: ps aux | grep 'gantry dev')"
+    exit 1
+  fi
+else
+  say "Starting gantry dev (data dir $DATA)"
+  "$GANTRY" dev --data-dir "$DATA" >"$DEMO/gantry.log" 2>&1 &
+  GANTRY_PID=$!; pids+=("$GANTRY_PID")
+  for i in $(seq 1 100); do
+    timeout 5 busybox wget -q -O /dev/null http://127.0.0.1:7433/healthz 2>/dev/null && break
+    kill -0 "$GANTRY_PID" 2>/dev/null || { echo "gantry dev exited:"; cat "$DEMO/gantry.log"; exit 1; }
+    [ "$i" = 100 ] && { echo "gantry dev did not start:"; cat "$DEMO/gantry.log"; exit 1; }
+    sleep 0.2
+  done
 fi
-"$GANTRY" dev --data-dir "$DATA" >"$DEMO/gantry.log" 2>&1 &
-GANTRY_PID=$!; pids+=("$GANTRY_PID")
-for i in $(seq 1 100); do
-  timeout 5 busybox wget -q -O /dev/null http://127.0.0.1:7433/healthz 2>/dev/null && break
-  kill -0 "$GANTRY_PID" 2>/dev/null || { echo "gantry dev exited:"; cat "$DEMO/gantry.log"; exit 1; }
-  [ "$i" = 100 ] && { echo "gantry dev did not start:"; cat "$DEMO/gantry.log"; exit 1; }
-  sleep 0.2
-done
 GANTRY_TOKEN=$(cat "$DATA/admin.token"); export GANTRY_TOKEN
 
 SPEC=examples/web.yaml

@@ -66,6 +66,8 @@ type RemoteStore struct {
 	nodes    map[string]queuedNode
 	events   []queuedEvent
 	online   bool
+	dropped  int           // queued events dropped past MaxQueuedEvents, not yet logged
+	lastErr  string        // the last watch refusal logged
 	ch       chan struct{} // closed on the next change of the view
 
 	kick   chan struct{}
@@ -299,7 +301,7 @@ func (s *RemoteStore) enqueueLocked(ops []state.Op, seq uint64) {
 		case state.AppendEvent:
 			s.events = append(s.events, queuedEvent{op: op, seq: seq})
 			if over := len(s.events) - s.cfg.MaxQueuedEvents; over > 0 {
-				s.log.Warn("dropping queued events while no server answers", "dropped", over)
+				s.dropped += over
 				s.events = append(s.events[:0:0], s.events[over:]...)
 			}
 		}
@@ -314,6 +316,9 @@ func (s *RemoteStore) appliedLocked(ops []state.Op, seq, index uint64) {
 			if o := s.overlay[st.ID]; o.seq == seq {
 				o.index = index
 				s.overlay[st.ID] = o
+				if index <= s.snap.Index { // the snapshot already holds it
+					delete(s.overlay, st.ID)
+				}
 			}
 		}
 	}
@@ -325,7 +330,8 @@ func (s *RemoteStore) setOnlineLocked(online bool, err error) {
 	}
 	s.online = online
 	if online {
-		s.log.Info("servers answer again", "queued", s.queuedLocked())
+		s.log.Info("servers answer again", "queued", s.queuedLocked(), "events_dropped", s.dropped)
+		s.dropped, s.lastErr = 0, ""
 	} else {
 		s.log.Warn("no server answers: keeping the last known assignment, queueing status reports",
 			"index", s.snap.Index, "instances", len(s.snap.Instances), "err", err)
@@ -374,10 +380,11 @@ func (s *RemoteStore) watchLoop(ctx context.Context) {
 			}
 			s.mu.Lock()
 			s.setOnlineLocked(false, err)
-			s.mu.Unlock()
-			if errors.Is(err, errdefs.ErrPermission) {
-				s.log.Error("the servers refuse this worker's watch", "err", err)
+			if errors.Is(err, errdefs.ErrPermission) && err.Error() != s.lastErr {
+				s.lastErr = err.Error()
+				s.log.Error("the servers refuse this worker's watch; running the last known assignment", "err", err)
 			}
+			s.mu.Unlock()
 			if sleep(ctx, backoff) != nil {
 				return
 			}

@@ -330,7 +330,7 @@ func TestReconcileNodeFailures(t *testing.T) {
 		version := 1
 		steps := rapid.IntRange(1, 40).Draw(rt, "steps")
 		for i := 0; i < steps; i++ {
-			switch rapid.IntRange(0, 6).Draw(rt, "action") {
+			switch rapid.IntRange(0, 7).Draw(rt, "action") {
 			case 0:
 				replicas = rapid.IntRange(0, 5).Draw(rt, "replicas")
 			case 1:
@@ -345,6 +345,14 @@ func TestReconcileNodeFailures(t *testing.T) {
 			case 5:
 				if rapid.IntRange(0, 9).Draw(rt, "long") == 0 {
 					c.now = c.now.Add(ForgetLostAfter + tolerance)
+				}
+			case 6:
+				// A returning worker's stale report: what it ran before it
+				// saw the stop, written over the lost state.
+				for _, in := range c.insts {
+					if _, runs := c.containers[in.ID]; runs && in.Desired != state.DesiredRun && c.nodes[in.Node].Status == state.NodeReady {
+						in.State, in.Healthy = state.StateRunning, true
+					}
 				}
 			}
 			s := toleratingService(replicas, version, tolerance)

@@ -25,6 +25,11 @@ type Backend struct {
 	// Secrets, when set, enables the secret tools and scrubs secret values
 	// from service logs.
 	Secrets *Secrets
+	// InstanceEnv, when set, returns the values that instance id runs with
+	// for the environment variables vars (nil when this node does not run
+	// it): the worker's SecretEnv. Scrubbing uses them too, since a value
+	// replaced twice since an instance started is no longer in the store.
+	InstanceEnv func(id string, vars []string) map[string]string
 }
 
 var (

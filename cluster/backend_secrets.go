@@ -208,21 +208,66 @@ func (b *Backend) SecretScrubber(service string) *Scrubber {
 	if len(names) == 0 {
 		return nil
 	}
-	// Instances started before the last replace print the previous value.
-	var values []map[string]string
+	// Instances started before the last replace print the previous value;
+	// the ones this node runs say what they run with, however old.
+	values := b.instanceSecretValues(service, svc)
 	for name := range names {
 		sec, err := b.Store.Secret(name)
 		if err != nil {
 			continue
 		}
-		for i, sealed := range [][]byte{sec.Sealed, sec.Previous} {
+		for _, sealed := range [][]byte{sec.Sealed, sec.Previous} {
 			if v, err := b.Secrets.Key.Open(name, sealed); err == nil && len(sealed) > 0 {
-				if i >= len(values) {
-					values = append(values, map[string]string{})
-				}
-				values[i][name] = string(v)
+				values = append(values, map[string]string{name: string(v)})
 			}
 		}
 	}
 	return newScrubberOf(values...)
+}
+
+// instanceSecretValues reads, for each instance of service on this node,
+// the values its bundle holds for its version's secret variables, keyed by
+// secret name (by variable when that version's spec is no longer kept).
+func (b *Backend) instanceSecretValues(service string, svc *state.Service) []map[string]string {
+	if b.InstanceEnv == nil {
+		return nil
+	}
+	insts, _ := b.Store.Instances(state.InstanceFilter{Service: service})
+	var out []map[string]string
+	for _, in := range insts {
+		refs := svc.Spec.Secrets
+		if in.SpecVersion != svc.Version {
+			refs = nil
+			if v, err := b.Store.SpecAt(service, in.SpecVersion); err == nil {
+				refs = v.Spec.Secrets
+			}
+		}
+		vars := make([]string, 0, len(refs))
+		for env := range refs {
+			vars = append(vars, env)
+		}
+		if refs == nil {
+			// Its spec was trimmed from the history: any variable a kept
+			// version maps to a secret.
+			for _, v := range b.Store.History(service) {
+				for env := range v.Spec.Secrets {
+					vars = append(vars, env)
+				}
+			}
+		}
+		vals := b.InstanceEnv(in.ID, vars)
+		if len(vals) == 0 {
+			continue
+		}
+		m := make(map[string]string, len(vals))
+		for env, v := range vals {
+			name := refs[env]
+			if name == "" {
+				name = env
+			}
+			m[name] = v
+		}
+		out = append(out, m)
+	}
+	return out
 }

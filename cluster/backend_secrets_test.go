@@ -207,3 +207,45 @@ func TestSecretOfAnOlderVersionIsScrubbed(t *testing.T) {
 		t.Error("a scrubber for a service that does not exist")
 	}
 }
+
+// An instance keeps the value it started with; after two replaces the
+// store no longer holds it, but the instance's bundle does, and scrubbing
+// reads it from there (the worker's SecretEnv).
+func TestSecretReplacedTwiceIsScrubbed(t *testing.T) {
+	const first = "first-credential-value"
+	e, be := newSecretsEnv(t)
+	e.call(t, api.ToolSetSecret, map[string]any{"name": "db-password", "value": first}, nil, false)
+	e.call(t, api.ToolDeploy, map[string]any{"spec_yaml": secretSpec}, nil, false)
+	e.settle(t)
+	insts, _ := e.store.Instances(state.InstanceFilter{Service: "web"})
+	if len(insts) != 1 {
+		t.Fatalf("%d instances", len(insts))
+	}
+	started := insts[0].ID
+	for _, v := range []string{"second-credential", "third-credential"} {
+		e.call(t, api.ToolSetSecret, map[string]any{"name": "db-password", "value": v}, nil, false)
+	}
+	if got := be.SecretScrubber("web").Scrub(first); got != first {
+		t.Fatalf("without the instances' values the first value is scrubbed (%q): the test proves nothing", got)
+	}
+	var asked []string
+	be.InstanceEnv = func(id string, vars []string) map[string]string {
+		if id != started {
+			return nil
+		}
+		asked = vars
+		return map[string]string{"DB_PASSWORD": first}
+	}
+	if got := be.SecretScrubber("web").Scrub("password is " + first); got != "password is [secret:db-password]" {
+		t.Errorf("the value the instance started with, replaced twice since: %q", got)
+	}
+	if strings.Join(asked, ",") != "DB_PASSWORD" {
+		t.Errorf("InstanceEnv asked for %v, want the spec's secret variables", asked)
+	}
+	if err := os.WriteFile(filepath.Join(e.logDir, started+".log"), []byte("password is "+first+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if text := e.call(t, api.ToolServiceLogs, api.LogsInput{Name: "web"}, nil, false); strings.Contains(text, first) {
+		t.Errorf("service_logs: %s", text)
+	}
+}

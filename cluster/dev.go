@@ -247,7 +247,7 @@ func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoi
 	if err != nil {
 		return err
 	}
-	be := &Backend{Store: st, Images: imgs, LogPath: wk.LogPath, Secrets: secrets}
+	be := &Backend{Store: st, Images: imgs, LogPath: wk.LogPath, Secrets: secrets, InstanceEnv: wk.SecretEnv}
 	audit := NewAuditWriter(st, log, 0)
 	defer startAuditWriter(ctx, audit)() // stops after the MCP server, before the store closes
 	auth := NewAuth(st, token, audit)

@@ -2,9 +2,13 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"regexp"
+	"strings"
 
 	"github.com/gantry-dev/gantry/errdefs"
 	"github.com/gantry-dev/gantry/spec"
@@ -59,4 +63,39 @@ func withholdCheckOutput(msg string, hasSecrets bool) string {
 		return msg
 	}
 	return checkOutput.ReplaceAllString(msg, "$1 (output withheld: the service has secrets; see service_logs)")
+}
+
+// SecretEnv returns the values that the bundle of instance id, as it was
+// started, holds for the environment variables vars (nil when this node
+// has no such bundle). These are the values the container actually runs
+// with, which may be older than anything the secret store still keeps (a
+// secret replaced twice since the instance started), so output scrubbing
+// can use them.
+func (w *Worker) SecretEnv(id string, vars []string) map[string]string {
+	if len(vars) == 0 || id == "" || filepath.Base(id) != id || strings.HasPrefix(id, ".") {
+		return nil
+	}
+	data, err := os.ReadFile(filepath.Join(w.cfg.Dir, id, "bundle", "config.json"))
+	if err != nil {
+		return nil
+	}
+	var cfg struct {
+		Process *struct {
+			Env []string `json:"env"`
+		} `json:"process"`
+	}
+	if json.Unmarshal(data, &cfg) != nil || cfg.Process == nil {
+		return nil
+	}
+	want := make(map[string]bool, len(vars))
+	for _, v := range vars {
+		want[v] = true
+	}
+	out := map[string]string{}
+	for _, kv := range cfg.Process.Env {
+		if k, v, ok := strings.Cut(kv, "="); ok && want[k] {
+			out[k] = v
+		}
+	}
+	return out
 }

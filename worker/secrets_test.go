@@ -2,10 +2,15 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/gantry-dev/gantry/errdefs"
 	"github.com/gantry-dev/gantry/health"
@@ -75,5 +80,35 @@ func TestWithholdCheckOutput(t *testing.T) {
 		if withholdCheckOutput(msg, false) != msg {
 			t.Error("a service without secrets lost its check output")
 		}
+	}
+}
+
+// SecretEnv reads the values an instance was started with from its bundle,
+// only for the variables asked, and nothing for unknown or path-like IDs.
+func TestSecretEnv(t *testing.T) {
+	dir := t.TempDir()
+	w := &Worker{cfg: Config{Dir: dir}}
+	bundle := filepath.Join(dir, "web-0-abc123", "bundle")
+	if err := os.MkdirAll(bundle, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := json.Marshal(specs.Spec{Process: &specs.Process{Env: []string{"PATH=/bin", "DB_PASSWORD=first=value", "OTHER=x"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := w.SecretEnv("web-0-abc123", []string{"DB_PASSWORD", "MISSING"})
+	if len(got) != 1 || got["DB_PASSWORD"] != "first=value" {
+		t.Errorf("SecretEnv = %v, want only DB_PASSWORD=first=value", got)
+	}
+	for _, id := range []string{"nosuch-0-000000", "../web-0-abc123", "", "."} {
+		if got := w.SecretEnv(id, []string{"DB_PASSWORD"}); got != nil {
+			t.Errorf("SecretEnv(%q) = %v, want nil", id, got)
+		}
+	}
+	if got := w.SecretEnv("web-0-abc123", nil); got != nil {
+		t.Errorf("SecretEnv with no variables = %v", got)
 	}
 }

@@ -100,7 +100,10 @@ func TestLiveScaleAndGetAreLinearizable(t *testing.T) {
 	node := bed.Node(1)
 	dataDir := t.TempDir()
 	runDir := "/run/gantry-" + bed.Tag()
-	t.Cleanup(func() { _ = os.RemoveAll(runDir) })
+	t.Cleanup(func() {
+		_ = os.RemoveAll(runDir)
+		_ = os.Remove("/run/gantry-bridges/g" + bed.Tag() + ".lock")
+	})
 	logPath := filepath.Join(dataDir, "gantry.log")
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -110,7 +113,7 @@ func TestLiveScaleAndGetAreLinearizable(t *testing.T) {
 	defer cancel()
 	const addr = "127.0.0.1:7433" // the node's own loopback
 	cmd := node.Exec(ctx, gantryBin, "dev", "--data-dir", dataDir, "--run-dir", runDir, "--listen", addr,
-		"--bridge", "gantry0", "--subnet", "10.90.0.0/24", "--confirm-destructive=false")
+		"--bridge", "g"+bed.Tag(), "--subnet", "10.90.0.0/24", "--confirm-destructive=false")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

@@ -156,7 +156,10 @@ func TestGantryDevInANode(t *testing.T) {
 	certFile, keyFile, pool := nodeCert(t, n1.IP)
 	dataDir := t.TempDir()
 	runDir := "/run/gantry-" + b.Tag()
-	t.Cleanup(func() { _ = os.RemoveAll(runDir) })
+	t.Cleanup(func() {
+		_ = os.RemoveAll(runDir)
+		_ = os.Remove("/run/gantry-bridges/g" + b.Tag() + ".lock")
+	})
 	logPath := filepath.Join(dataDir, "gantry.log")
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -165,10 +168,11 @@ func TestGantryDevInANode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	addr := net.JoinHostPort(n1.IP.String(), "7433")
-	// The container bridge and subnet live inside node 1's namespace, so
-	// they need not differ from other tests' on the host.
+	// The container bridge and subnet live inside node 1's namespace, but
+	// gantry dev locks its bridge name in /run/gantry-bridges, which nodes
+	// share with the host: the name is the bed's.
 	cmd := n1.Exec(ctx, gantryBin, "dev", "--data-dir", dataDir, "--run-dir", runDir, "--listen", addr,
-		"--tls-cert", certFile, "--tls-key", keyFile, "--bridge", "gantry0", "--subnet", "10.90.0.0/24",
+		"--tls-cert", certFile, "--tls-key", keyFile, "--bridge", "g"+b.Tag(), "--subnet", "10.90.0.0/24",
 		"--node-name", "node1", "--log-level", "debug")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

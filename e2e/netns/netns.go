@@ -18,7 +18,9 @@
 // root filesystems, network namespace files) outlives it, so a worker
 // killed and started again in the same node finds its mounts, as on a
 // real machine. (ip netns exec is not used: its fresh /sys hides the
-// cgroup mounts, and its mounts die with each process.)
+// cgroup mounts, and its mounts die with each process.) Files are the
+// host's, /run included: give each gantry in a node its own --data-dir,
+// --run-dir and --bridge (gantry dev locks /run/gantry-bridges/BRIDGE).
 //
 // It needs root, iproute2 (ip), util-linux (nsenter, unshare) and
 // iptables; Available says what is missing, and NewT skips the test then.

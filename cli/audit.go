@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/gantry-dev/gantry/api"
 	"github.com/gantry-dev/gantry/untrusted"
@@ -80,12 +81,8 @@ func (c *auditCmd) Run(ctx context.Context, args []string) error {
 	} else {
 		tw := newTable(c.app.stdout, "SEQ", "TIME", "PRINCIPAL", "TOOL", "DECISION", "RESULT", "LATENCY", "ARGUMENTS")
 		for _, e := range log.Entries {
-			decision := e.Decision
-			if e.Reason != "" {
-				decision += " (" + e.Reason + ")"
-			}
 			row(tw, strconv.FormatUint(e.Seq, 10), e.Time.Local().Format("2006-01-02 15:04:05"), e.Principal, e.Tool,
-				untrusted.Escape(decision), orDash(e.Result), fmt.Sprintf("%.1fms", e.LatencyMS), untrusted.Escape(auditArgs(e.Arguments)))
+				untrusted.Escape(auditDecision(e)), orDash(e.Result), fmt.Sprintf("%.1fms", e.LatencyMS), untrusted.Escape(auditArgs(e.Arguments)))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -103,6 +100,27 @@ func (c *auditCmd) Run(ctx context.Context, args []string) error {
 		return errors.New("the audit log's hash chain is broken: an entry was changed, removed or reordered after it was written")
 	}
 	return nil
+}
+
+// auditDecision renders an entry's decision for the table: with the rule
+// that made it, else with the reason cut to 60 bytes (a policy's reason can
+// be a paragraph; -o json has it whole).
+func auditDecision(e api.AuditEntry) string {
+	switch {
+	case e.Rule != "":
+		return e.Decision + " (" + e.Rule + ")"
+	case e.Reason != "":
+		r := e.Reason
+		if len(r) > 60 {
+			cut := 57
+			for cut > 0 && !utf8.RuneStart(r[cut]) {
+				cut--
+			}
+			r = r[:cut] + "..."
+		}
+		return e.Decision + " (" + r + ")"
+	}
+	return e.Decision
 }
 
 // auditArgs renders redacted arguments compactly for the table, cut to 80 bytes.

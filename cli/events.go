@@ -85,7 +85,31 @@ func (c *eventsCmd) Run(ctx context.Context, args []string) error {
 	if res.Truncated {
 		fmt.Fprintf(c.app.stderr, "(only the newest %d events are shown: narrow the filter or raise --limit)\n", c.limit)
 	}
+	if len(res.Events) == 0 && c.typ != "" {
+		// Perhaps a misspelt type: say which types the other filters match.
+		in.Type, in.Limit = "", 1000
+		var all api.EventList
+		if err := cl.call(ctx, api.ToolListEvents, in, &all); err == nil {
+			fmt.Fprintln(c.app.stderr, eventTypesHint(c.typ, all.Events))
+		}
+	}
 	return nil
+}
+
+// eventTypesHint says that no event has type typ, and which types the
+// events matching the other filters have.
+func eventTypesHint(typ string, events []api.EventRecord) string {
+	var types []string
+	for _, e := range events {
+		if !slices.Contains(types, e.Type) {
+			types = append(types, e.Type)
+		}
+	}
+	if len(types) == 0 {
+		return fmt.Sprintf("(no events of type %q, and none of any type with these filters)", typ)
+	}
+	slices.Sort(types)
+	return fmt.Sprintf("(no events of type %q; the types with these filters are: %s)", typ, strings.Join(types, ", "))
 }
 
 // explainCmd explains why instances are not running.

@@ -57,3 +57,34 @@ func TestCandidatesHoldHostPortsUntilStopped(t *testing.T) {
 		t.Errorf("a removed service asks for nothing, got %+v", r)
 	}
 }
+
+// A fixed host_port that another service's instance got as its dynamic
+// port (the two overlap when host_port is inside the servers' port range)
+// leaves the new instance pending, naming the port and its holder, instead
+// of placing it on that node to crash-loop on the conflict.
+func TestFixedHostPortAvoidsAPublishedDynamicPort(t *testing.T) {
+	fixed := hostPortService(1, 1)
+	dyn := svc(1, 1)
+	dyn.Name = "dyn"
+	dyn.Spec.Name = "dyn"
+	dyn.Spec.Ports = []spec.Port{{Name: "http", Port: 8080}} // dynamic
+	nodes := []*state.Node{{ID: "n1", Status: "ready", CPU: 4000, Memory: 8 << 30}}
+	running := &state.Instance{ID: "dyn-0-aaaaaa", Service: "dyn", Node: "n1", SpecVersion: 1, Desired: state.DesiredRun,
+		InstanceStatus: state.InstanceStatus{State: state.StateRunning, Ports: map[string]int{"http": 18080}}}
+	cands, usage := Candidates(nodes, []*state.Instance{running}, []*state.Service{fixed, dyn})
+	p := Reconcile(Input{Name: "web", Service: fixed, Nodes: cands, Usage: usage, Now: time.Now()})
+	if len(p.Create) != 0 {
+		t.Fatalf("placed %d instances on the node whose port 18080 is published", len(p.Create))
+	}
+	for _, want := range []string{"n1", "18080/tcp", `"dyn"`} {
+		if !strings.Contains(p.Pending, want) {
+			t.Errorf("pending reason %q does not name %s", p.Pending, want)
+		}
+	}
+	// Once that instance has stopped, the port is free.
+	running.State = state.StateStopped
+	cands, usage = Candidates(nodes, []*state.Instance{running}, []*state.Service{fixed, dyn})
+	if p := Reconcile(Input{Name: "web", Service: fixed, Nodes: cands, Usage: usage, Now: time.Now()}); len(p.Create) != 1 {
+		t.Errorf("port free again: placed %d, want 1 (pending %q)", len(p.Create), p.Pending)
+	}
+}

@@ -188,7 +188,7 @@ func Place(nodes []Node, usage map[string]*Usage, req Request) (string, error) {
 		}
 		hint := "lower the service's resources, scale other services down, or add a node"
 		if portConflict {
-			hint = "a fixed host_port allows one instance per node: use no more replicas than nodes, leave host_port out to get a dynamic port, or add a node"
+			hint = "a host port is published by one instance per node: use no more replicas than nodes, pick a host_port no other instance publishes (dynamic ports come from gantry dev --port-range), leave host_port out to get a dynamic port, or add a node"
 		}
 		if marked == len(nodes) {
 			hint = "make a node eligible again (gantry eligible NODE true, or set_node_eligibility), or add a node"

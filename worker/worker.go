@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -275,12 +276,19 @@ func (w *Worker) Running() int {
 func portKey(proto string, port int) string { return fmt.Sprintf("%s/%d", proto, port) }
 
 // allocPorts gives an instance its host ports: the fixed ones from the
-// spec, dynamic ones from the range, never one held by another instance.
+// spec, dynamic ones from the range, never one held by another instance
+// nor, for a dynamic one, a fixed host_port of another instance placed on
+// this node that has not published it yet (still pulling its image, say):
+// taking it would make that instance crash-loop on the conflict.
 func (w *Worker) allocPorts(id string, want []network.PortMapping, have map[string]int) ([]network.PortMapping, error) {
+	reserved := w.reservedPorts(id)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	out := make([]network.PortMapping, len(want))
-	used := map[int]bool{}
+	used := maps.Clone(reserved)
+	if used == nil {
+		used = map[int]bool{}
+	}
 	for k := range w.ports {
 		var p int
 		var proto string
@@ -322,6 +330,33 @@ func (w *Worker) allocPorts(id string, want []network.PortMapping, have map[stri
 		out[i] = pm
 	}
 	return out, nil
+}
+
+// reservedPorts are the fixed host ports of the services of the other
+// instances the state places on this node (nil without a store).
+func (w *Worker) reservedPorts(id string) map[int]bool {
+	if w.cfg.Store == nil {
+		return nil
+	}
+	insts, _ := w.cfg.Store.Instances(state.InstanceFilter{Node: w.cfg.NodeID})
+	out := map[int]bool{}
+	seen := map[string]bool{}
+	for _, in := range insts {
+		if in.ID == id || in.Desired != state.DesiredRun || seen[in.Service] {
+			continue
+		}
+		seen[in.Service] = true
+		svc, err := w.cfg.Store.Service(in.Service)
+		if err != nil {
+			continue
+		}
+		for _, p := range svc.Spec.Ports {
+			if p.HostPort != 0 {
+				out[p.HostPort] = true
+			}
+		}
+	}
+	return out
 }
 
 func (w *Worker) releasePorts(id string) {

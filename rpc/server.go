@@ -38,6 +38,11 @@ type Store interface {
 	Leader() (id, addr string)
 }
 
+// peerLister is the optional part of a Store that /v1/status reports.
+type peerLister interface {
+	Peers(ctx context.Context) ([]state.Peer, error)
+}
+
 // ServerConfig wires a Server.
 type ServerConfig struct {
 	Store Store
@@ -50,9 +55,6 @@ type ServerConfig struct {
 	// LeaderRPC maps the leader's Raft ID and address to its RPC address,
 	// for redirects. Nil uses the Raft address as it is.
 	LeaderRPC func(id, raftAddr string) string
-	// Peers lists the Raft configuration for /v1/status (state.Store.Peers
-	// converted); nil leaves it out.
-	Peers func(ctx context.Context) ([]PeerInfo, error)
 	// JoinBurst and JoinEvery rate-limit joins per source IP: a burst of
 	// JoinBurst, then one per JoinEvery. Defaults 5 and 10s.
 	JoinBurst int
@@ -151,10 +153,7 @@ func (s *server) handleApply(w http.ResponseWriter, r *http.Request, p peer) {
 		return
 	}
 	res, err := s.cfg.Store.ApplyCommand(r.Context(), cmd)
-	// Leadership lost between the check above and the append. (state's own
-	// NotLeaderError lands here as a 503, which the client reports rather
-	// than retries: it cannot tell it from a write that may be applied.)
-	if errors.Is(err, raft.ErrNotLeader) {
+	if errors.Is(err, state.ErrNotLeader) || errors.Is(err, raft.ErrNotLeader) {
 		s.notLeader(w, r)
 		return
 	}
@@ -317,8 +316,8 @@ func (s *server) handleStatus(w http.ResponseWriter, r *http.Request, _ peer) {
 	if st.LeaderAddr != "" && s.cfg.LeaderRPC != nil {
 		st.LeaderAddr = s.cfg.LeaderRPC(st.LeaderID, st.LeaderAddr)
 	}
-	if s.cfg.Peers != nil {
-		peers, err := s.cfg.Peers(r.Context())
+	if ps, ok := s.cfg.Store.(peerLister); ok {
+		peers, err := ps.Peers(r.Context())
 		if err != nil {
 			s.log.Debug("status without peers", "err", err)
 		}

@@ -24,6 +24,7 @@ type Controller struct {
 	store   Store
 	log     *slog.Logger
 	pending map[string]string // service -> last reported placement failure
+	recheck time.Time         // earliest Plan.Recheck of the last pass
 }
 
 // New returns a controller over store.
@@ -34,20 +35,28 @@ func New(store Store, log *slog.Logger) *Controller {
 	return &Controller{store: store, log: log.With("component", "controller"), pending: map[string]string{}}
 }
 
-// Run reconciles until ctx is done. It returns nil on cancellation.
+// Run reconciles until ctx is done. It returns nil on cancellation. It
+// runs a pass on every state change, every 2 seconds, and when a pass said
+// that time alone changes its outcome (Plan.Recheck: a node has been down
+// for a service's replace_after), so a replacement starts on time.
 func (c *Controller) Run(ctx context.Context) error {
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	for {
 		ch := c.store.Notify()
 		if err := c.Pass(ctx); err != nil && ctx.Err() == nil {
 			c.log.Warn("reconcile pass failed", "err", err)
 		}
+		wait := 2 * time.Second
+		if !c.recheck.IsZero() {
+			wait = min(wait, max(time.Until(c.recheck), 0))
+		}
+		timer.Reset(wait) // Go 1.23 timers: no stale tick survives a Reset
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-ch:
-		case <-tick.C:
+		case <-timer.C:
 		}
 	}
 }
@@ -80,6 +89,7 @@ func (c *Controller) Pass(ctx context.Context) error {
 
 	now := time.Now().UTC()
 	var ops []state.Op
+	c.recheck = time.Time{}
 	for _, name := range names {
 		svc := byName[name]
 		if svc != nil && svc.Removing {
@@ -92,6 +102,9 @@ func (c *Controller) Pass(ctx context.Context) error {
 		}
 		p := Reconcile(Input{Name: name, Service: svc, Instances: grouped[name], Nodes: cands, Usage: usage, Now: now})
 		ops = append(ops, planOps(p)...)
+		if !p.Recheck.IsZero() && (c.recheck.IsZero() || p.Recheck.Before(c.recheck)) {
+			c.recheck = p.Recheck
+		}
 		if p.Pending != c.pending[name] {
 			if p.Pending != "" {
 				ops = append(ops, state.AppendEvent{Event: state.Event{Time: now, Service: name, Type: "Pending", Message: p.Pending}})

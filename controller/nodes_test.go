@@ -209,8 +209,8 @@ func TestReconcileReplacesAfterTolerance(t *testing.T) {
 
 	c.setAlive("n2", false)
 	c.now = c.now.Add(29 * time.Second)
-	if p := c.reconcile(s); !p.Empty() {
-		t.Fatalf("within the tolerance nothing changes, got %+v", p)
+	if p := c.reconcile(s); !p.Empty() || !p.Recheck.Equal(t0.Add(30*time.Second)) {
+		t.Fatalf("within the tolerance nothing changes until it ends at %s, got %+v", t0.Add(30*time.Second), p)
 	}
 	c.now = c.now.Add(time.Second)
 	p := c.reconcile(s)
@@ -223,8 +223,8 @@ func TestReconcileReplacesAfterTolerance(t *testing.T) {
 	}
 	c.apply(p)
 	c.work()
-	if p := c.reconcile(s); !p.Empty() {
-		t.Fatalf("while the node stays down the lost record waits: %+v", p)
+	if p := c.reconcile(s); !p.Empty() || !p.Recheck.Equal(t0.Add(30*time.Second+ForgetLostAfter)) {
+		t.Fatalf("while the node stays down the lost record waits, until the cleanup timeout: %+v", p)
 	}
 	if len(c.containers) != 3 {
 		t.Fatalf("the cut-off node still runs its container: want 3 containers, got %v", c.containers)

@@ -138,3 +138,52 @@ func TestPassRemovesServiceWithLostInstances(t *testing.T) {
 		t.Fatalf("the lost record waits for its node: %+v, %v", in, err)
 	}
 }
+
+// Run places the replacement when the tolerance ends, not at its next
+// periodic pass (every 2s).
+func TestRunReplacesOnTime(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := state.Open(ctx, state.Config{DataDir: t.TempDir(), NodeID: "ctl-run"})
+	if err != nil {
+		t.Fatalf("open state: %v", err)
+	}
+	defer st.Close()
+	sp := spec.Service{Name: "web", Image: "busybox:1", Replicas: 2,
+		Disconnect: spec.Disconnect{ReplaceAfter: spec.Duration(300 * time.Millisecond)}}
+	if _, err := st.Apply(ctx, state.PutNode{Node: state.Node{ID: "n1", Name: "n1"}}, state.PutNode{Node: state.Node{ID: "n2", Name: "n2"}},
+		state.PutService{Service: state.Service{Name: "web", Spec: sp}}); err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- New(st, nil).Run(rctx) }()
+	defer func() { stop(); <-done }()
+
+	onN2 := func() *state.Instance {
+		insts, _ := st.Instances(state.InstanceFilter{Node: "n2"})
+		if len(insts) == 0 {
+			return nil
+		}
+		return insts[0]
+	}
+	for deadline := time.Now().Add(10 * time.Second); onN2() == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no instance placed on n2")
+		}
+	}
+	nodes, _ := st.Nodes()
+	down := time.Now()
+	if _, err := st.Apply(ctx, NodeStatusChanges(nodes, map[string]bool{"n2": false}, down.UTC())...); err != nil {
+		t.Fatal(err)
+	}
+	for onN2().State != state.StateLost {
+		if time.Since(down) > 10*time.Second {
+			t.Fatalf("instance on the down node not lost: %+v", onN2())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if took := time.Since(down); took < 300*time.Millisecond || took > 1500*time.Millisecond {
+		t.Errorf("lost %s after the node went down, want just after replace_after (300ms)", took)
+	}
+}

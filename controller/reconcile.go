@@ -26,6 +26,9 @@ type Plan struct {
 	Events []state.Event
 	// Pending is set when instances could not be placed, with the reason.
 	Pending string
+	// Recheck, when set, is when the plan would change with nothing else
+	// changing: a disconnect tolerance or a lost record's time runs out.
+	Recheck time.Time
 }
 
 // Empty reports whether the plan changes nothing.
@@ -87,11 +90,15 @@ func Reconcile(in Input) Plan {
 		case isLost(inst):
 			if !nodes.known[inst.Node] || down && in.Now.Sub(since) >= tolerance+ForgetLostAfter {
 				p.forget(inst, in.Now, nodes.known[inst.Node])
+			} else if down {
+				p.recheckAt(since.Add(tolerance + ForgetLostAfter))
 			}
 			continue
 		case down && !gone(inst) && in.Now.Sub(since) >= tolerance:
 			p.lose(inst, since, tolerance, in.Now)
 			continue
+		case down && !gone(inst):
+			p.recheckAt(since.Add(tolerance))
 		}
 		if !live(inst) {
 			if gone(inst) {
@@ -190,6 +197,12 @@ func (p *Plan) stop(inst *state.Instance, now time.Time, why string) {
 	p.Stop = append(p.Stop, inst.ID)
 	p.Events = append(p.Events, state.Event{Time: now, Service: inst.Service, Instance: inst.ID, Node: inst.Node,
 		Type: "Stopping", Message: why})
+}
+
+func (p *Plan) recheckAt(t time.Time) {
+	if p.Recheck.IsZero() || t.Before(p.Recheck) {
+		p.Recheck = t
+	}
 }
 
 // lose marks inst lost: desired stop, observed StateLost, which frees its

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/gantry-dev/gantry/errdefs"
-	"github.com/gantry-dev/gantry/state"
 )
 
 // Client retry bounds.
@@ -102,8 +101,7 @@ func (c *Client) candidates(prefer string) []string {
 // may have been applied): that fails with errdefs.ErrUnavailable.
 //
 // When every attempt failed before the write could be appended (no server
-// reachable, no leader), the error wraps state.ErrNotLeader as well, which is
-// what state.Config.Forward reports so that the state retries.
+// reachable, no leader), the error wraps ErrNotLeader as well.
 func (c *Client) Apply(ctx context.Context, cmd []byte) (ApplyResponse, error) {
 	c.mu.Lock()
 	leader := c.leader
@@ -167,7 +165,7 @@ func (c *Client) applyFrom(ctx context.Context, first string, cmd []byte) (Apply
 		backoff = min(2*backoff, backoffMax)
 	}
 	return ApplyResponse{}, errdefs.WithHint(fmt.Errorf("apply: no server took the write after %d attempts: last error: %w: %w: %w",
-		maxApplyAttempts, lastErr, state.ErrNotLeader, errdefs.ErrUnavailable),
+		maxApplyAttempts, lastErr, ErrNotLeader, errdefs.ErrUnavailable),
 		fmt.Sprintf("check that the servers %v run, are reachable and have elected a leader", c.servers))
 }
 

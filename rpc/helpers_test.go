@@ -24,7 +24,6 @@ import (
 
 var (
 	_ worker.Store = (*RemoteStore)(nil)
-	_ Store        = (*state.Store)(nil)
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -85,10 +84,25 @@ func peerRole(cs *tls.ConnectionState) (string, string, error) {
 	return string(role), name, err
 }
 
+// leaderStore is a single-node state.Store as the Store of its RPC server.
+type leaderStore struct{ *state.Store }
+
+func (s leaderStore) ApplyCommand(ctx context.Context, cmd []byte) (state.Result, error) {
+	ops, err := state.DecodeCommandOps(cmd)
+	if err != nil {
+		return state.Result{}, err
+	}
+	return s.Store.ApplyWithResult(ctx, ops...)
+}
+
+func (leaderStore) IsLeader() bool { return true }
+
+func (leaderStore) Leader() (string, string) { return "s1", "" }
+
 // testStore is a follower's view of a single-node state.Store: it claims not
 // to lead and names the leader at leaderAddr.
 type testStore struct {
-	*state.Store
+	leaderStore
 
 	mu         sync.Mutex
 	leaderAddr string
@@ -189,7 +203,7 @@ func newCluster(t testing.TB, mod ...func(*ServerConfig)) *cluster {
 	t.Helper()
 	ca := newTestCA(t)
 	st := openState(t)
-	cfg := ServerConfig{Store: st, Peer: peerRole, Logger: testLogger(t)}
+	cfg := ServerConfig{Store: leaderStore{st}, Peer: peerRole, Logger: testLogger(t)}
 	for _, m := range mod {
 		m(&cfg)
 	}

@@ -22,6 +22,7 @@
 package rpc
 
 import (
+	"errors"
 	"time"
 
 	"github.com/gantry-dev/gantry/state"
@@ -109,10 +110,24 @@ type StatusResponse struct {
 	LeaderID   string `json:"leader_id,omitempty"`
 	LeaderAddr string `json:"leader_addr,omitempty"` // RPC address
 	Index      uint64 `json:"index"`
-	// Peers is the Raft configuration (Raft addresses), when the store
-	// can tell it.
-	Peers []state.Peer `json:"peers,omitempty"`
+	// Peers is the Raft configuration (Raft addresses), when
+	// ServerConfig.Peers is set.
+	Peers []PeerInfo `json:"peers,omitempty"`
 }
+
+// PeerInfo is a server of the Raft group (state.Peer's fields).
+type PeerInfo struct {
+	ID       string `json:"id"`
+	Addr     string `json:"addr"`
+	Suffrage string `json:"suffrage,omitempty"`
+	Leader   bool   `json:"leader,omitempty"`
+}
+
+// ErrNotLeader is wrapped by a Client.Apply error when no attempt reached a
+// leader that could take the write, so it was not appended anywhere and is
+// safe to send again. A state.Config.Forward built on the client wraps
+// state.ErrNotLeader in that case, so that the state retries.
+var ErrNotLeader = errors.New("no leader took the write")
 
 // JoinRequest is the body of /v1/join.
 type JoinRequest struct {

@@ -38,11 +38,6 @@ type Store interface {
 	Leader() (id, addr string)
 }
 
-// peerLister is the optional part of a Store that /v1/status reports.
-type peerLister interface {
-	Peers(ctx context.Context) ([]state.Peer, error)
-}
-
 // ServerConfig wires a Server.
 type ServerConfig struct {
 	Store Store
@@ -55,6 +50,9 @@ type ServerConfig struct {
 	// LeaderRPC maps the leader's Raft ID and address to its RPC address,
 	// for redirects. Nil uses the Raft address as it is.
 	LeaderRPC func(id, raftAddr string) string
+	// Peers lists the Raft configuration for /v1/status (state.Store.Peers
+	// converted); nil leaves it out.
+	Peers func(ctx context.Context) ([]PeerInfo, error)
 	// JoinBurst and JoinEvery rate-limit joins per source IP: a burst of
 	// JoinBurst, then one per JoinEvery. Defaults 5 and 10s.
 	JoinBurst int
@@ -153,7 +151,10 @@ func (s *server) handleApply(w http.ResponseWriter, r *http.Request, p peer) {
 		return
 	}
 	res, err := s.cfg.Store.ApplyCommand(r.Context(), cmd)
-	if errors.Is(err, state.ErrNotLeader) || errors.Is(err, raft.ErrNotLeader) {
+	// Leadership lost between the check above and the append. (state's own
+	// NotLeaderError lands here as a 503, which the client reports rather
+	// than retries: it cannot tell it from a write that may be applied.)
+	if errors.Is(err, raft.ErrNotLeader) {
 		s.notLeader(w, r)
 		return
 	}
@@ -168,7 +169,9 @@ func (s *server) handleApply(w http.ResponseWriter, r *http.Request, p peer) {
 // node. An instance that no longer exists may be reported on: the FSM skips
 // the op, as it does for a worker that runs beside the state.
 func (s *server) authorizeWorker(node string, ops []state.Op) error {
-	ownInstance := func(id string) error {
+	// ownInstance checks that instance id (of service svc, when not empty)
+	// runs on node.
+	ownInstance := func(id, svc string) error {
 		in, err := s.cfg.Store.Instance(id)
 		switch {
 		case errdefs.IsNotFound(err):
@@ -177,6 +180,8 @@ func (s *server) authorizeWorker(node string, ops []state.Op) error {
 			return err
 		case in.Node != node:
 			return fmt.Errorf("instance %s runs on node %q, not on %q: %w", id, in.Node, node, errdefs.ErrPermission)
+		case svc != "" && in.Service != svc:
+			return fmt.Errorf("instance %s is of service %q, not %q: %w", id, in.Service, svc, errdefs.ErrPermission)
 		}
 		return nil
 	}
@@ -184,12 +189,16 @@ func (s *server) authorizeWorker(node string, ops []state.Op) error {
 		var err error
 		switch op := op.(type) {
 		case state.SetInstanceStatus:
-			err = ownInstance(op.ID)
+			err = ownInstance(op.ID, "")
 		case state.AppendEvent:
-			if op.Event.Node != node {
-				err = fmt.Errorf("event about node %q, not %q: %w", op.Event.Node, node, errdefs.ErrPermission)
-			} else if op.Event.Instance != "" {
-				err = ownInstance(op.Event.Instance)
+			ev := op.Event
+			switch {
+			case ev.Node != node:
+				err = fmt.Errorf("event about node %q, not %q: %w", ev.Node, node, errdefs.ErrPermission)
+			case ev.Instance != "":
+				err = ownInstance(ev.Instance, ev.Service)
+			case ev.Service != "":
+				err = fmt.Errorf("event about service %q names none of its instances on %q: %w", ev.Service, node, errdefs.ErrPermission)
 			}
 		case state.PutNode:
 			if op.Node.ID != node || (op.Node.Name != "" && op.Node.Name != node) {
@@ -316,8 +325,8 @@ func (s *server) handleStatus(w http.ResponseWriter, r *http.Request, _ peer) {
 	if st.LeaderAddr != "" && s.cfg.LeaderRPC != nil {
 		st.LeaderAddr = s.cfg.LeaderRPC(st.LeaderID, st.LeaderAddr)
 	}
-	if ps, ok := s.cfg.Store.(peerLister); ok {
-		peers, err := ps.Peers(r.Context())
+	if s.cfg.Peers != nil {
+		peers, err := s.cfg.Peers(r.Context())
 		if err != nil {
 			s.log.Debug("status without peers", "err", err)
 		}

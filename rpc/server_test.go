@@ -18,7 +18,11 @@ import (
 
 func TestApplyFromServerPeer(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t)
+	c := newCluster(t, func(cfg *ServerConfig) {
+		cfg.Peers = func(context.Context) ([]PeerInfo, error) {
+			return []PeerInfo{{ID: "s1", Addr: "127.0.0.1:7435", Suffrage: "voter", Leader: true}}, nil
+		}
+	})
 	cl := c.client(t, RoleServer, "s2")
 	ctx := context.Background()
 
@@ -47,7 +51,7 @@ func TestApplyFromServerPeer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Role != "leader" || st.Index != c.st.Index() || len(st.Peers) != 1 || st.Peers[0].ID != "s1" {
+	if st.Role != "leader" || st.Index != c.st.Index() || st.LeaderID != "s1" || len(st.Peers) != 1 || !st.Peers[0].Leader {
 		t.Errorf("status = %+v, want leader at index %d", st, c.st.Index())
 	}
 }
@@ -85,6 +89,9 @@ func TestWorkerApplyAuthorization(t *testing.T) {
 		"other's event":  {state.AppendEvent{Event: state.Event{Type: "Started", Node: "n2"}}},
 		"event naming another node's instance": {
 			state.AppendEvent{Event: state.Event{Type: "Started", Node: "n1", Instance: "web-1-b"}}},
+		"event about a service, no instance": {state.AppendEvent{Event: state.Event{Type: "Scaled", Node: "n1", Service: "web"}}},
+		"event naming the wrong service": {
+			state.AppendEvent{Event: state.Event{Type: "Started", Node: "n1", Instance: "web-0-a", Service: "db"}}},
 		"other node":     {state.PutNode{Node: state.Node{ID: "n2"}}},
 		"service":        {service("evil")},
 		"desired":        {state.SetInstanceDesired{ID: "web-1-b", Desired: state.DesiredStop}},
@@ -206,7 +213,7 @@ func TestUnauthenticatedAndUnknownRole(t *testing.T) {
 	}
 	// A Peer check that refuses the certificate refuses the request.
 	refusing := startRPC(t, "127.0.0.1:0", c.ca.serverTLS(c.ca.issue(t, RoleServer, "s3")), NewServer(ServerConfig{
-		Store: c.st, Logger: testLogger(t),
+		Store: leaderStore{c.st}, Logger: testLogger(t),
 		Peer: func(*tls.ConnectionState) (string, string, error) { return "admin", "x", nil },
 	}))
 	_, err = c.client(t, RoleServer, "s2", refusing.addr).Status(ctx)
@@ -226,7 +233,7 @@ func TestClientFollowsLeaderRedirect(t *testing.T) {
 	t.Parallel()
 	leader := newCluster(t)
 	// A follower over the same state: it knows the leader's RPC address.
-	follower := &testStore{Store: leader.st, leaderAddr: "raft-of-s1"}
+	follower := &testStore{leaderStore: leaderStore{leader.st}, leaderAddr: "raft-of-s1"}
 	fsrv := startRPC(t, "127.0.0.1:0", leader.ca.serverTLS(leader.ca.issue(t, RoleServer, "s2")), NewServer(ServerConfig{
 		Store: follower, Peer: peerRole, Logger: testLogger(t),
 		LeaderRPC: func(id, raftAddr string) string {
@@ -283,7 +290,7 @@ func TestClientFollowsLeaderRedirect(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	_, err = fcl.Apply(ctx, encode(t, state.AppendEvent{Event: state.Event{Type: "X", Node: "n1"}}))
-	if !errdefs.IsUnavailable(err) || !errors.Is(err, state.ErrNotLeader) || !strings.Contains(err.Error(), "no leader") {
+	if !errdefs.IsUnavailable(err) || !errors.Is(err, ErrNotLeader) || !strings.Contains(err.Error(), "no leader") {
 		t.Errorf("apply with no leader: err = %v, want ErrUnavailable", err)
 	}
 	t.Logf("gave up after %v", time.Since(start))

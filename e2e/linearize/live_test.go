@@ -18,6 +18,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.uber.org/goleak"
 
 	"github.com/gantry-dev/gantry/api"
 	"github.com/gantry-dev/gantry/e2e/netns"
@@ -43,6 +44,10 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 	} else {
 		code = m.Run()
+	}
+	if err := goleak.Find(); code == 0 && err != nil {
+		fmt.Fprintf(os.Stderr, "e2e/linearize: goroutines left running: %v\n", err)
+		code = 1
 	}
 	os.Exit(code)
 }

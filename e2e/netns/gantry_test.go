@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.uber.org/goleak"
 
 	"github.com/gantry-dev/gantry/api"
 )
@@ -48,6 +49,10 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 	} else {
 		code = m.Run()
+	}
+	if err := goleak.Find(); code == 0 && err != nil {
+		fmt.Fprintf(os.Stderr, "e2e/netns: goroutines left running: %v\n", err)
+		code = 1
 	}
 	os.Exit(code)
 }
@@ -190,7 +195,8 @@ func TestGantryDevInANode(t *testing.T) {
 
 	url := "https://" + addr
 	tlsConf := &tls.Config{RootCAs: pool}
-	fromHost := &http.Transport{TLSClientConfig: tlsConf, DisableKeepAlives: true}
+	fromHost := &http.Transport{TLSClientConfig: tlsConf, DisableKeepAlives: true,
+		DialContext: (&net.Dialer{Timeout: DialTimeout}).DialContext}
 	fromNode2 := n2.HTTPTransport(tlsConf)
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -89,12 +90,22 @@ func (n *Node) ListenPacket(ctx context.Context, network, addr string) (net.Pack
 	return pc, err
 }
 
+// DialTimeout bounds the connects of HTTPTransport: net/http goes on
+// dialing after a request gives up, and a connect through a partition
+// would otherwise wait for the kernel's SYN retries (minutes).
+const DialTimeout = 2 * time.Second
+
 // HTTPTransport returns a transport whose connections start inside the
 // node, without keep-alives (so that every request makes a new
-// connection, as a test of reachability needs). tlsConf may be nil.
+// connection, as a test of reachability needs) and with connects bounded
+// by DialTimeout. tlsConf may be nil.
 func (n *Node) HTTPTransport(tlsConf *tls.Config) *http.Transport {
 	return &http.Transport{
-		DialContext:       n.DialContext,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, DialTimeout)
+			defer cancel()
+			return n.DialContext(ctx, network, addr)
+		},
 		TLSClientConfig:   tlsConf,
 		DisableKeepAlives: true,
 		ForceAttemptHTTP2: false,

@@ -5,6 +5,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -189,5 +191,50 @@ func TestRemoteStoreDropsRefusedQueuedWrites(t *testing.T) {
 	}
 	if in, _ := c.st.Instance("web-1-b"); in.State != state.StatePending {
 		t.Errorf("another node's instance was changed: %+v", in.InstanceStatus)
+	}
+}
+
+func TestRemoteStoreQueueBounds(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	mustApply(t, c.st, service("web"), instance("web-0-a", "web", "n1", 0))
+	ctx := context.Background()
+	rs, err := OpenRemoteStore(ctx, RemoteStoreConfig{Client: c.client(t, RoleWorker, "n1"), Node: "n1",
+		CacheFile: filepath.Join(t.TempDir(), "a.json"), Wait: time.Second, MaxQueuedEvents: 3, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	c.srv.stop()
+	eventually(t, 10*time.Second, "offline", func() bool { return !rs.Online() })
+	for i := range 5 {
+		_, err := rs.Apply(ctx, state.AppendEvent{Event: state.Event{Type: "Tick", Node: "n1", Message: strconv.Itoa(i)}},
+			state.PutNode{Node: state.Node{ID: "n1", CPU: int64(i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := rs.Queued(); n != 4 {
+		t.Errorf("queued = %d, want the 3 newest events and 1 node record", n)
+	}
+	// Only a worker's own reports are queued; anything else fails.
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := rs.Apply(short, service("x")); err == nil {
+		t.Error("a service write succeeded with no server")
+	}
+	c.srv.start(c.srv.addr)
+	eventually(t, 15*time.Second, "the queue flushed", func() bool { return rs.Queued() == 0 })
+	var ticks []string
+	for _, e := range c.st.Events(state.EventFilter{}) {
+		if e.Type == "Tick" {
+			ticks = append(ticks, e.Message)
+		}
+	}
+	if strings.Join(ticks, ",") != "2,3,4" {
+		t.Errorf("events after the flush = %v, want the 3 newest in order", ticks)
+	}
+	if n, err := c.st.Node("n1"); err != nil || n.CPU != 4 {
+		t.Errorf("node after the flush = %+v, %v; want the latest record", n, err)
 	}
 }

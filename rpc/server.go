@@ -145,6 +145,12 @@ func (s *server) handleApply(w http.ResponseWriter, r *http.Request, p peer) {
 				Hint: "a worker may only report status of its own instances, events about its node and its own node record"})
 			return
 		}
+		// The state takes its timestamps from the command: a worker's
+		// clock must not set them, this server's does.
+		if cmd, err = state.EncodeCommand(ops...); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 	}
 	if !s.cfg.Store.IsLeader() {
 		s.notLeader(w, r)

@@ -84,6 +84,16 @@ func TestWorkerApplyAuthorization(t *testing.T) {
 		t.Errorf("own node = %+v, %v", n, err)
 	}
 
+	// A worker's clock does not stamp the state: its command is stamped
+	// again by the server (format byte 1, then JSON, as state encodes it).
+	old := append([]byte{1}, `{"time":"2001-01-01T00:00:00Z","ops":[{"put_node":{"node":{"id":"n1","name":"n1"}}}]}`...)
+	if _, err := cl.Apply(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := c.st.Node("n1"); n.SeenAt.Year() < 2020 {
+		t.Errorf("the worker's clock stamped its node record: seen at %v", n.SeenAt)
+	}
+
 	forbidden := map[string][]state.Op{
 		"other's status": {state.SetInstanceStatus{ID: "web-1-b", Status: running}},
 		"other's event":  {state.AppendEvent{Event: state.Event{Type: "Started", Node: "n2"}}},

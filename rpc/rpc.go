@@ -56,15 +56,16 @@ const (
 
 // Error codes in ErrorBody.Error.
 const (
-	CodeInvalid     = "invalid"
-	CodeForbidden   = "forbidden"
-	CodeNotFound    = "not_found"
-	CodeConflict    = "conflict"
-	CodeNotLeader   = "not_leader"
-	CodeUnavailable = "unavailable"
-	CodeTooLarge    = "too_large"
-	CodeRateLimited = "rate_limited"
-	CodeInternal    = "internal"
+	CodeInvalid         = "invalid"
+	CodeUnauthenticated = "unauthenticated"
+	CodeForbidden       = "forbidden"
+	CodeNotFound        = "not_found"
+	CodeConflict        = "conflict"
+	CodeNotLeader       = "not_leader"
+	CodeUnavailable     = "unavailable"
+	CodeTooLarge        = "too_large"
+	CodeRateLimited     = "rate_limited"
+	CodeInternal        = "internal"
 )
 
 // ErrorBody is the JSON body of every error response.

@@ -109,7 +109,7 @@ type peer struct{ role, name string }
 func (s *server) authed(h func(http.ResponseWriter, *http.Request, peer)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-			s.writeErr(w, r, http.StatusUnauthorized, ErrorBody{Error: "unauthenticated",
+			s.writeErr(w, r, http.StatusUnauthorized, ErrorBody{Error: CodeUnauthenticated,
 				Message: "a client certificate signed by the cluster CA is required",
 				Hint:    "use the node's certificate from <data-dir>/tls/node.pem; join the cluster first to get one"})
 			return

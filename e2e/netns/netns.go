@@ -85,6 +85,7 @@ type Node struct {
 	// MountNS is the file that holds the node's mount namespace.
 	MountNS string
 	bed     *Bed
+	cgroup  string // the node's cgroup (see cgroupDir), or "" untracked
 }
 
 // cut is one partition rule pair installed in node's namespace; peer is
@@ -227,6 +228,11 @@ func (b *Bed) create(ctx context.Context, n int) error {
 			[]string{"ip", "-n", nd.NS, "route", "add", "default", "via", b.HostIP.String()}); err != nil {
 			return err
 		}
+		// The cgroup first: the mount namespace copies the host's mounts,
+		// the hierarchy's included, when it is made.
+		if err := makeCgroup(ctx, nd); err != nil {
+			return err
+		}
 		if err := makeMountNS(ctx, nd); err != nil {
 			return err
 		}
@@ -239,17 +245,22 @@ func (b *Bed) create(ctx context.Context, n int) error {
 func (b *Bed) Node(i int) *Node { return b.Nodes[i-1] }
 
 // Exec returns a command that runs args inside the node's network and
-// mount namespaces (through nsenter, which executes args in place: the
-// command's process is the program itself, so signalling it signals the
-// program). It starts in the test's working directory (cmd.Dir is not
-// honoured: entering a mount namespace resets it). The command is killed
-// when ctx ends, like exec.CommandContext.
+// mount namespaces and its cgroup (through nsenter and sh, which execute
+// args in place: the command's process is the program itself, so
+// signalling it signals the program). It starts in the test's working
+// directory (cmd.Dir is not honoured: entering a mount namespace resets
+// it). The command is killed when ctx ends, like exec.CommandContext;
+// what it started lives on until KillAll or Close.
 func (n *Node) Exec(ctx context.Context, args ...string) *exec.Cmd {
 	wd, err := os.Getwd()
 	if err != nil {
 		wd = "/"
 	}
-	return exec.CommandContext(ctx, "nsenter", append([]string{"--net=/run/netns/" + n.NS, "--mount=" + n.MountNS, "--wd=" + wd, "--"}, args...)...)
+	pre := []string{"--net=/run/netns/" + n.NS, "--mount=" + n.MountNS, "--wd=" + wd, "--"}
+	if n.cgroup != "" {
+		pre = append(pre, "sh", "-c", `echo $$ > "$0/cgroup.procs" && exec "$@"`, n.cgroup)
+	}
+	return exec.CommandContext(ctx, "nsenter", append(pre, args...)...)
 }
 
 // Run runs args inside the node's namespace and returns their combined
@@ -265,15 +276,33 @@ func (n *Node) Run(ctx context.Context, args ...string) (string, error) {
 // String is the node's namespace name and address.
 func (n *Node) String() string { return n.NS + "(" + n.IP.String() + ")" }
 
-// Pids lists the processes in the node's namespace.
+// Pids lists the node's processes: those Exec started and their
+// descendants (containers included), and any other in its network
+// namespace.
 func (n *Node) Pids(ctx context.Context) ([]int, error) {
-	return nsPids(ctx, n.NS)
+	return nodePids(ctx, n.NS, n.cgroup)
 }
 
-// KillAll kills every process in the node's namespace with SIGKILL, as a
+// KillAll kills every process of the node (see Pids) with SIGKILL, as a
 // machine that loses power, and waits (up to ctx) until none is left.
 func (n *Node) KillAll(ctx context.Context) error {
-	return killNS(ctx, n.NS)
+	return killAll(ctx, n.NS, n.cgroup)
+}
+
+// SignalAll sends sig to every process of the node: SIGSTOP freezes a
+// node as a long pause would, SIGCONT wakes it.
+func (n *Node) SignalAll(ctx context.Context, sig syscall.Signal) error {
+	pids, err := n.Pids(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range pids {
+		if err := syscall.Kill(p, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			errs = append(errs, fmt.Errorf("netns: signal %d: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Partition cuts the node off: no IP packet (TCP, UDP or anything else)
@@ -378,7 +407,10 @@ func (b *Bed) Close(ctx context.Context) error {
 	b.mu.Unlock()
 	var errs []error
 	for _, n := range nodes {
-		if err := removeNS(ctx, n.NS); err != nil {
+		if err := removeNS(ctx, n.NS, n.cgroup); err != nil {
+			errs = append(errs, err)
+		}
+		if err := removeCgroup(ctx, n.cgroup); err != nil {
 			errs = append(errs, err)
 		}
 		if err := removeMountNS(ctx, n.MountNS); err != nil {
@@ -403,22 +435,42 @@ func (b *Bed) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// removeNS kills the namespace's processes and deletes it. Its veth goes
-// with it once no process holds it.
-func removeNS(ctx context.Context, ns string) error {
+// removeNS kills the node's processes and deletes its network namespace.
+// Its veth goes with it once no process holds it.
+func removeNS(ctx context.Context, ns, cgroup string) error {
+	kerr := killAll(ctx, ns, cgroup)
 	if !nsExists(ns) {
-		return nil
+		return kerr
 	}
-	kerr := killNS(ctx, ns)
 	if err := run(ctx, "ip", "netns", "del", ns); err != nil && nsExists(ns) {
 		return errors.Join(kerr, err)
 	}
 	return kerr
 }
 
-func killNS(ctx context.Context, ns string) error {
+func nodePids(ctx context.Context, ns, cgroup string) ([]int, error) {
+	a, err := nsPids(ctx, ns)
+	if err != nil {
+		return nil, err
+	}
+	b, err := cgroupPids(cgroup)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[int]bool{}
+	var out []int
+	for _, p := range append(a, b...) {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func killAll(ctx context.Context, ns, cgroup string) error {
 	for {
-		pids, err := nsPids(ctx, ns)
+		pids, err := nodePids(ctx, ns, cgroup)
 		if err != nil {
 			return err
 		}

@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -275,21 +277,51 @@ func TestBedPartitionAndHeal(t *testing.T) {
 	assertGone(t, b.Tag())
 }
 
-// Close kills what runs inside the nodes, however it was started.
+// Close kills what a node runs, even a process that left the node's
+// network namespace and whose parent is gone (as a container is);
+// SignalAll stops and continues them all.
 func TestCloseKillsProcesses(t *testing.T) {
 	b := NewT(t, 1)
+	n := b.Node(1)
 	ctx := context.Background()
-	cmd := b.Node(1).Exec(ctx, "sleep", "300")
+	cmd := n.Exec(ctx, "sleep", "300")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
-	pids, err := b.Node(1).Pids(ctx)
-	if err != nil || len(pids) != 1 || pids[0] != cmd.Process.Pid {
-		t.Errorf("Pids = %v, %v; want [%d] (ip netns exec runs the program in place)", pids, err, cmd.Process.Pid)
+	out, err := n.Run(ctx, "sh", "-c", "unshare --net sleep 301 >/dev/null 2>&1 & echo $!")
+	if err != nil {
+		t.Fatal(err)
 	}
+	orphan, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		pids, err = n.Pids(ctx)
+		if err == nil && slices.Contains(pids, cmd.Process.Pid) && slices.Contains(pids, orphan) && len(pids) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Pids = %v, %v; want [%d %d] (the command itself, and the orphan in its own namespace)", pids, err, cmd.Process.Pid, orphan)
+		}
+	}
+	if procState(orphan) != "S" {
+		t.Fatalf("the orphan's state: %q", procState(orphan))
+	}
+	if err := n.SignalAll(ctx, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, orphan, "T")
+	waitState(t, cmd.Process.Pid, "T")
+	if err := n.SignalAll(ctx, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, orphan, "S")
+
 	if err := b.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +334,32 @@ func TestCloseKillsProcesses(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("sleep still runs after Close")
 	}
+	waitState(t, orphan, "") // gone (or a zombie for init to reap)
 	assertGone(t, b.Tag())
+}
+
+// procState is the state letter of a process ("" when it is gone or a
+// zombie).
+func procState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+3 > len(s) || s[i+2] == 'Z' {
+		return ""
+	}
+	return s[i+2 : i+3]
+}
+
+func waitState(t *testing.T, pid int, want string) {
+	t.Helper()
+	for deadline := time.Now().Add(3 * time.Second); procState(pid) != want; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d in state %q, want %q", pid, procState(pid), want)
+		}
+	}
 }
 
 // Commands a node runs see the node's links in /sys/class/net and the
@@ -370,6 +427,11 @@ func TestSweepRemovesLeftovers(t *testing.T) {
 	if err := makeMountNS(ctx, &Node{NS: tag + "-1", MountNS: mountDir + "/" + tag + "-1"}); err != nil {
 		t.Fatal(err)
 	}
+	if live.Node(1).cgroup != "" { // the hierarchy is mounted while live's node exists
+		if err := os.Mkdir(cgroupDir+"/"+tag+"-1", 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// A name that only looks like a bed's is never touched.
 	if _, ok := tagOf(DefaultPrefix, "gtbench0"); ok {
 		t.Error("tagOf accepted gtbench0")
@@ -422,5 +484,8 @@ func assertGone(t *testing.T, tag string) {
 	}
 	if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), tag) {
 		t.Errorf("mount left behind:\n%s", b)
+	}
+	if _, err := os.Stat(cgroupDir + "/" + tag + "-1"); err == nil {
+		t.Errorf("cgroup %s/%s-1 left behind", cgroupDir, tag)
 	}
 }

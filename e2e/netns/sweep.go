@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -136,7 +137,18 @@ func Sweep(ctx context.Context, prefix string, log *slog.Logger) error {
 		for _, e := range ents {
 			if stale(e.Name()) {
 				log.Info("netns: removing a stale namespace", "ns", e.Name())
-				if err := removeNS(ctx, e.Name()); err != nil {
+				if err := removeNS(ctx, e.Name(), filepath.Join(cgroupDir, e.Name())); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	if ents, err := os.ReadDir(cgroupDir); err == nil {
+		for _, e := range ents {
+			if e.IsDir() && stale(e.Name()) {
+				dir := filepath.Join(cgroupDir, e.Name())
+				log.Info("netns: removing a stale cgroup", "cgroup", dir)
+				if err := errors.Join(killAll(ctx, e.Name(), dir), removeCgroup(ctx, dir)); err != nil {
 					errs = append(errs, err)
 				}
 			}

@@ -291,6 +291,7 @@ func (s *Server) guardCalls(next sdk.MethodHandler) sdk.MethodHandler {
 		case isToolError(res):
 			// The SDK refused the arguments before the handler ran.
 			g.err = &toolError{cat: errdefs.ErrInvalid}
+			rewordArgumentError(g.tool, res)
 		}
 		g.mu.Unlock()
 		s.record(ctx, g)

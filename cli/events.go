@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -212,8 +213,12 @@ func (c *clusterCmd) Run(ctx context.Context, args []string) error {
 	if *c.out == "json" {
 		return printJSON(c.app.stdout, res)
 	}
-	w := c.app.stdout
-	fmt.Fprintf(w, "%d services, %d/%d replicas running, state index %d\n", res.Services, res.Running, res.Desired, res.Index)
+	return printCluster(c.app.stdout, res)
+}
+
+// printCluster prints cluster_status for people.
+func printCluster(w io.Writer, res api.ClusterStatus) error {
+	fmt.Fprintf(w, "%s, %d/%d replicas running, state index %d\n", plural(res.Services, "service"), res.Running, res.Desired, res.Index)
 	var states []string
 	for s, n := range res.Instances {
 		states = append(states, fmt.Sprintf("%s %d", s, n))

@@ -16,3 +16,12 @@ func TestEventTypesHint(t *testing.T) {
 		t.Errorf("no events at all: %q", got)
 	}
 }
+
+func TestPrintClusterCountsServices(t *testing.T) {
+	for n, want := range map[int]string{1: "1 service, ", 2: "2 services, ", 0: "0 services, "} {
+		var b strings.Builder
+		if err := printCluster(&b, api.ClusterStatus{Services: n}); err != nil || !strings.HasPrefix(b.String(), want) {
+			t.Errorf("%d services: %q, %v", n, b.String(), err)
+		}
+	}
+}

@@ -101,11 +101,11 @@ func (c *deployCmd) Run(ctx context.Context, args []string) error {
 func printDeployed(w io.Writer, res api.DeployResult) {
 	switch {
 	case res.Created:
-		fmt.Fprintf(w, "service %s created (version %d, %d replicas)\n", res.Service, res.Version, res.Desired)
+		fmt.Fprintf(w, "service %s created (version %d, %s)\n", res.Service, res.Version, plural(res.Desired, "replica"))
 	case res.Changed && len(res.Changes) > 0:
 		fmt.Fprintf(w, "service %s updated to version %d: changed %s\n", res.Service, res.Version, strings.Join(res.Changes, ", "))
 	case res.Changed:
-		fmt.Fprintf(w, "service %s updated (version %d, %d replicas)\n", res.Service, res.Version, res.Desired)
+		fmt.Fprintf(w, "service %s updated (version %d, %s)\n", res.Service, res.Version, plural(res.Desired, "replica"))
 	default:
 		fmt.Fprintf(w, "service %s unchanged (version %d)\n", res.Service, res.Version)
 	}

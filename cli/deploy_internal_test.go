@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gantry-dev/gantry/api"
 	"github.com/gantry-dev/gantry/spec"
 )
 
@@ -133,5 +134,13 @@ func TestPullFailedAdvice(t *testing.T) {
 	down := pullFailed(fmt.Errorf("pulling r:1: %w", &toolError{text: "registry r refused the connection"}), "r:1")
 	if msg := down.Error(); !strings.Contains(msg, "gantry image import FILE") {
 		t.Errorf("unreachable registry: %q", msg)
+	}
+}
+
+func TestPrintDeployedCountsReplicas(t *testing.T) {
+	var b strings.Builder
+	printDeployed(&b, api.DeployResult{Service: "one", Created: true, Version: 1, Desired: 1})
+	if b.String() != "service one created (version 1, 1 replica)\n" {
+		t.Errorf("got %q", b.String())
 	}
 }

@@ -73,7 +73,8 @@ func (s *Store) Import(ctx context.Context, path string) ([]*Image, error) {
 
 	hasManifest, hasLayout, err := scanTar(tarPath)
 	if err != nil {
-		return nil, fmt.Errorf("import %s: %v: %w", path, err, errdefs.ErrInvalid)
+		return nil, errdefs.WithHint(fmt.Errorf("import %s: not a readable tar archive (%v): %w", path, err, errdefs.ErrInvalid),
+			"pass a docker save tarball (docker save -o FILE IMAGE) or a tar of an OCI image layout, optionally gzipped")
 	}
 	switch {
 	case hasManifest:

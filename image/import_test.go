@@ -231,3 +231,17 @@ func TestImportRejectsNonFiles(t *testing.T) {
 		}
 	}
 }
+
+// A regular file that is no tar archive says so and what to pass instead.
+func TestImportRejectsNonTar(t *testing.T) {
+	t.Parallel()
+	s := openStore(t)
+	p := filepath.Join(t.TempDir(), "hostname")
+	if err := os.WriteFile(p, []byte("vm\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Import(t.Context(), p)
+	if !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "not a readable tar archive") || !strings.Contains(err.Error(), "docker save") {
+		t.Errorf("import of a text file: %v", err)
+	}
+}

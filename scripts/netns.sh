@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # netns.sh: Gantry nodes on one machine, for people (and make cluster-demo).
-# Each node is a network namespace with a veth to a shared bridge and a kept
-# mount namespace (its own /sys, the host's cgroups), as e2e/netns builds
-# them for tests.
+# Each node is a network namespace with a veth to a shared bridge, a kept
+# mount namespace (its own /sys, the host's cgroups) and a cgroup that
+# tracks what it starts (down kills it all, containers included), as
+# e2e/netns builds them for tests.
 #
 #   scripts/netns.sh up N          make nodes 1..N (removes nodes above N)
 #   scripts/netns.sh down          remove every node, the bridge and its rule
@@ -22,6 +23,7 @@ NET=${GANTRY_NETNS_NET:-10.99.0}
 BR=${NAME}0
 HOST_IP=$NET.1
 MNT_DIR=/run/gantry-netns
+CG_DIR=/run/gantry-netns-cg # named cgroup v1 hierarchy: what each node started, containers included
 LOCK=/run/lock/gantry-netns.lock
 COMMENT=gantry-netns:$NAME
 
@@ -82,9 +84,17 @@ node_make() {
   ip -n "$ns" -4 -o addr show dev eth0 | grep -q " $nip/24 " || ip -n "$ns" addr add "$nip/24" dev eth0
   ip -n "$ns" link set eth0 up
   ip -n "$ns" route replace default via "$HOST_IP"
-  # The kept mount namespace: the node's /sys, the host's cgroups under it.
+  # The node's cgroup, then the kept mount namespace (which copies the
+  # hierarchy's mount): the node's /sys, the host's cgroups under it.
   (
     flock 9
+    mkdir -p "$CG_DIR"
+    if mountpoint -q "$CG_DIR" || mount -t cgroup -o none,name=gantrynetns cgroup "$CG_DIR" 2>/dev/null; then
+      mkdir -p "$CG_DIR/$ns"
+    else
+      rmdir "$CG_DIR" 2>/dev/null || true
+      echo "netns.sh: no cgroup v1 here: processes node $i starts outside its namespace (containers) are not tracked" >&2
+    fi
     mkdir -p "$MNT_DIR"
     mountpoint -q "$MNT_DIR" || { mount --bind "$MNT_DIR" "$MNT_DIR" && mount --make-private "$MNT_DIR"; }
     if ! mountpoint -q "$MNT_DIR/$ns" 2>/dev/null; then
@@ -102,19 +112,22 @@ node_make() {
 
 node_remove() {
   local ns=$1 i=${1##*-} pids
-  if [ -e "/run/netns/$ns" ]; then
-    for _ in 1 2 3 4 5 6 7 8 9 10; do
-      pids=$(ip netns pids "$ns" 2>/dev/null || true)
-      [ -z "$pids" ] && break
-      # shellcheck disable=SC2086
-      kill -9 $pids 2>/dev/null || true
-      sleep 0.1
-    done
-    [ -z "$pids" ] || die "processes $pids in $ns outlived SIGKILL"
-    ip netns del "$ns"
-  fi
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    pids=$( { ip netns pids "$ns" 2>/dev/null; cat "$CG_DIR/$ns/cgroup.procs" 2>/dev/null; } | sort -u |
+      while read -r p; do grep -qv ') Z ' "/proc/$p/stat" 2>/dev/null && echo "$p"; done | tr '\n' ' ')
+    [ -z "${pids// /}" ] && break
+    # shellcheck disable=SC2086
+    kill -9 $pids 2>/dev/null || true
+    sleep 0.1
+  done
+  [ -z "${pids// /}" ] || die "processes $pids of $ns outlived SIGKILL"
+  [ ! -e "/run/netns/$ns" ] || ip netns del "$ns"
   (
     flock 9
+    [ ! -d "$CG_DIR/$ns" ] || rmdir "$CG_DIR/$ns"
+    if mountpoint -q "$CG_DIR" && [ -z "$(find "$CG_DIR" -mindepth 1 -maxdepth 1 -type d)" ]; then
+      umount -l "$CG_DIR" && rmdir "$CG_DIR"
+    fi
     if [ -e "$MNT_DIR/$ns" ]; then
       umount -l "$MNT_DIR/$ns" 2>/dev/null || true
       rm -f "$MNT_DIR/$ns"
@@ -149,7 +162,7 @@ cmd_down() {
   local i found=0
   for i in $(nodes); do node_remove "$(ns_of "$i")"; found=1; done
   # Mount files or veths of half-made nodes.
-  for i in "$MNT_DIR/$NAME"-*; do [ -e "$i" ] && { node_remove "${i##*/}"; found=1; }; done
+  for i in "$MNT_DIR/$NAME"-* "$CG_DIR/$NAME"-*; do [ -e "$i" ] && { node_remove "${i##*/}"; found=1; }; done
   if [ -e "/sys/class/net/$BR" ]; then ip link del "$BR"; found=1; fi
   local rule=(FORWARD -i "$BR" -o "$BR" -m comment --comment "$COMMENT" -j ACCEPT)
   while iptables -C "${rule[@]}" 2>/dev/null; do iptables -D "${rule[@]}"; found=1; done
@@ -161,7 +174,12 @@ cmd_exec() {
   local i=$1; shift
   [ $# -gt 0 ] || die "exec $i: give a command to run, e.g. scripts/netns.sh exec $i ip addr"
   node_up "$i" || die "node $i is not up: run scripts/netns.sh up $i (or more) first"
-  exec nsenter --net="/run/netns/$(ns_of "$i")" --mount="$MNT_DIR/$(ns_of "$i")" --wd="$PWD" -- "$@"
+  local ns; ns=$(ns_of "$i")
+  if [ -d "$CG_DIR/$ns" ]; then
+    # shellcheck disable=SC2016
+    set -- sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$CG_DIR/$ns" "$@"
+  fi
+  exec nsenter --net="/run/netns/$ns" --mount="$MNT_DIR/$ns" --wd="$PWD" -- "$@"
 }
 
 cmd_partition() {

@@ -78,11 +78,22 @@ func cgroupPids(dir string) ([]int, error) {
 	}
 	var pids []int
 	for _, f := range strings.Fields(string(b)) {
-		if p, err := strconv.Atoi(f); err == nil {
+		if p, err := strconv.Atoi(f); err == nil && !zombie(p) {
 			pids = append(pids, p)
 		}
 	}
 	return pids, nil
+}
+
+// zombie reports whether a process has exited and waits for its parent
+// (it stays listed in its cgroup until then, and no signal moves it).
+func zombie(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true // gone
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] == 'Z'
 }
 
 // removeCgroup removes a node's (empty) cgroup and unmounts the hierarchy

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -91,6 +92,18 @@ func TestNetnsScript(t *testing.T) {
 		t.Errorf("exec on a missing node does not say how to make it:\n%s", out)
 	}
 
+	// A process that left node 1's network namespace, orphaned (as a
+	// container is), still goes with down.
+	out, err := sh("exec", "1", "sh", "-c", "unshare --net sleep 302 >/dev/null 2>&1 & echo $!")
+	if err != nil {
+		t.Fatalf("exec 1: %v\n%s", err, out)
+	}
+	orphan, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, orphan, "S")
+
 	if out, err := sh("up", "1"); err != nil || strings.Contains(out, "node 2") || nsExists(name+"-2") {
 		t.Errorf("up 1 after up 2 keeps node 2: %v\n%s", err, out)
 	}
@@ -98,6 +111,7 @@ func TestNetnsScript(t *testing.T) {
 		t.Errorf("down: %v\n%s", err, out)
 	}
 	assertGone(t, name)
+	waitState(t, orphan, "")
 	if out, err := sh("down"); err != nil || !strings.Contains(out, "no nodes") {
 		t.Errorf("down again: %v\n%s", err, out)
 	}

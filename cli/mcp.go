@@ -37,6 +37,11 @@ func (c *mcpCmd) Run(ctx context.Context, args []string) error {
 	if err := exactArgs("mcp", pos); err != nil {
 		return err
 	}
+	if c.app.g.approval != "" {
+		// The bridge relays the client's calls as they are: the client
+		// puts approval_id in the arguments of the call it repeats.
+		return usagef("mcp", "--approval: gantry mcp relays the client's calls unchanged; the client passes \"approval_id\" in the arguments of the call it repeats")
+	}
 	addr, err := c.app.endpoint()
 	if err != nil {
 		return err

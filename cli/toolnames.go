@@ -7,9 +7,10 @@ import (
 	"github.com/gantry-dev/gantry/api"
 )
 
-// cliCommands maps the MCP tools that the server's messages name to the
-// CLI commands that call them, for tool errors shown to a CLI user. Tools
-// whose names are plain words (deploy, approve, reject) are left out.
+// cliCommands maps the MCP tools (and arguments) that the server's messages
+// name to the CLI commands (and flags) that call them, for tool errors shown
+// to a CLI user. Tools whose names are plain words (deploy, approve,
+// reject) are left out.
 var cliCommands = map[string]string{
 	api.ToolListServices:       "gantry ps",
 	api.ToolGetService:         "gantry status",
@@ -40,6 +41,8 @@ var cliCommands = map[string]string{
 	api.ToolSetSecret:          "gantry secret set",
 	api.ToolListSecrets:        "gantry secret ls",
 	api.ToolDeleteSecret:       "gantry secret rm",
+	// Arguments the messages name.
+	"dry_run": "--dry-run",
 }
 
 var toolNameRE = regexp.MustCompile(`\b[a-z]+(?:_[a-z]+)+\b`)

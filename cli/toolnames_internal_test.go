@@ -11,6 +11,9 @@ func TestWithCLINames(t *testing.T) {
 	if !strings.HasSuffix(got, want) {
 		t.Errorf("got %q, want it to end with %q", got, want)
 	}
+	if got := withCLINames("stale (hint: make a new plan with dry_run true, check it, and apply that one)"); !strings.HasSuffix(got, "(from the CLI: dry_run is --dry-run)") {
+		t.Errorf("argument: %q", got)
+	}
 	// A message that already gives the command, or names no tool, is kept.
 	for _, text := range []string{
 		`service "x" not found: list services with list_services (gantry ps)`,

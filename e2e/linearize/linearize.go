@@ -108,8 +108,9 @@ func describe(v int) string {
 type Recorder struct {
 	start time.Time
 
-	mu  sync.Mutex
-	ops []porcupine.Operation
+	mu    sync.Mutex
+	ops   []porcupine.Operation
+	notes []porcupine.Annotation
 }
 
 // NewRecorder starts a history; times are measured from now.
@@ -166,6 +167,22 @@ func (r *Recorder) add(op porcupine.Operation) {
 	r.mu.Unlock()
 }
 
+// Note marks an instant of the test on the visualization's timeline, on a
+// row of its own named tag (e.g. "faults", "SIGKILL leader s1").
+func (r *Recorder) Note(tag, description string) {
+	now := r.now()
+	r.mu.Lock()
+	r.notes = append(r.notes, porcupine.Annotation{Tag: tag, Start: now, Description: description, BackgroundColor: "#f6c0c0"})
+	r.mu.Unlock()
+}
+
+// Notes returns a copy of the notes recorded so far.
+func (r *Recorder) Notes() []porcupine.Annotation {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]porcupine.Annotation(nil), r.notes...)
+}
+
 // History returns a copy of the operations recorded so far.
 func (r *Recorder) History() []porcupine.Operation {
 	r.mu.Lock()
@@ -192,13 +209,14 @@ func Counts(h []porcupine.Operation) (writes, reads, unknown int) {
 // Check checks the history against Model within timeout (0: no limit; a
 // check that runs out of time answers porcupine.Unknown). Unless the
 // history is linearizable, and vizPath is set, it writes porcupine's HTML
-// visualization of the history and its longest partial linearizations to
-// vizPath.
-func Check(h []porcupine.Operation, timeout time.Duration, vizPath string) (porcupine.CheckResult, error) {
+// visualization of the history, its longest partial linearizations and
+// the notes to vizPath.
+func Check(h []porcupine.Operation, timeout time.Duration, vizPath string, notes ...porcupine.Annotation) (porcupine.CheckResult, error) {
 	res, info := porcupine.CheckOperationsVerbose(Model, h, timeout)
 	if res == porcupine.Ok || vizPath == "" {
 		return res, nil
 	}
+	info.AddAnnotations(notes)
 	if err := porcupine.VisualizePath(Model, info, vizPath); err != nil {
 		return res, fmt.Errorf("linearize: write the visualization: %w", err)
 	}
@@ -222,7 +240,7 @@ func CheckT(t testing.TB, r *Recorder, timeout time.Duration) porcupine.CheckRes
 	}
 	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
 	path := filepath.Join(dir, fmt.Sprintf("%s-%d.html", name, time.Now().UnixNano()))
-	res, err := Check(h, timeout, path)
+	res, err := Check(h, timeout, path, r.Notes()...)
 	if err != nil {
 		t.Error(err)
 	}

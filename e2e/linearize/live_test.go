@@ -245,4 +245,14 @@ func TestLiveScaleAndGetAreLinearizable(t *testing.T) {
 	if res := CheckT(t, rec, 20*time.Second); res != porcupine.Ok {
 		t.Errorf("history check: %s, want Ok (one voter)", res)
 	}
+	// The check has teeth: the real history, plus a write of 100 after
+	// everything and then a read that still sees the deploy's 1, is
+	// illegal.
+	now := rec.Since(time.Now())
+	stale := append(h,
+		porcupine.Operation{ClientId: 0, Input: Input{Kind: Write, Key: svc, Value: 100}, Output: Output{}, Call: now, Return: now + 1},
+		porcupine.Operation{ClientId: 0, Input: Input{Kind: Read, Key: svc}, Output: Output{Value: 1}, Call: now + 2, Return: now + 3})
+	if res, err := Check(stale, 20*time.Second, ""); err != nil || res != porcupine.Illegal {
+		t.Errorf("the history plus a stale read: %s, %v; want Illegal", res, err)
+	}
 }

@@ -128,7 +128,20 @@ func TestRecorder(t *testing.T) {
 			t.Fatalf("operation returns before its call: %+v", op)
 		}
 	}
+	rec.Note("faults", "nothing happened")
 	if res := CheckT(t, rec, 10*time.Second); res != porcupine.Ok {
 		t.Errorf("a mutex-guarded register: %s, want Ok", res)
+	}
+
+	// A read of a value nobody wrote, after everything: illegal, and the
+	// visualization carries the note.
+	rec.Add(r(0, "web", 12345, rec.Since(time.Now()), rec.Since(time.Now())+1))
+	viz := filepath.Join(t.TempDir(), "viz.html")
+	res, err := Check(rec.History(), 10*time.Second, viz, rec.Notes()...)
+	if err != nil || res != porcupine.Illegal {
+		t.Fatalf("Check with an impossible read: %s, %v; want Illegal", res, err)
+	}
+	if b, err := os.ReadFile(viz); err != nil || !strings.Contains(string(b), "nothing happened") {
+		t.Errorf("the visualization lacks the note: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -47,13 +48,22 @@ func canElicit(ss *sdk.ServerSession) bool {
 	return ip.ProtocolVersion != "" && ip.ProtocolVersion < "2026-07-28"
 }
 
+// confirmTimeout bounds the wait for the user's answer to a confirmation:
+// a client that declares elicitation but never answers would otherwise
+// hold the call, and its session, open for good.
+var confirmTimeout = 5 * time.Minute
+
 // confirm asks the user, through the client, to confirm a destructive call.
 // It returns "" when the call may run (confirmed, or the client cannot be
-// asked), else the tool error to answer with.
+// asked), else the tool error to answer with. No answer within
+// confirmTimeout is a refusal.
 func confirm(ctx context.Context, r *sdk.CallToolRequest, tool string, in policy.Input) string {
 	if !canElicit(r.Session) {
 		return ""
 	}
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, confirmTimeout)
+	defer cancel()
 	what := fmt.Sprintf("remove service %q and stop all its instances", in.Service)
 	if tool == api.ToolScaleService {
 		what = fmt.Sprintf("scale service %q down to %v replicas, stopping instances", in.Service, in.Args["replicas"])
@@ -63,6 +73,8 @@ func confirm(ctx context.Context, r *sdk.CallToolRequest, tool string, in policy
 		RequestedSchema: map[string]any{"type": "object", "properties": map[string]any{}},
 	})
 	switch {
+	case err != nil && parent.Err() == nil && ctx.Err() != nil:
+		return fmt.Sprintf("%s needs the user's confirmation, and none came within %s: the call did not run; call it again when the user can answer", tool, confirmTimeout)
 	case err != nil:
 		return fmt.Sprintf("%s needs the user's confirmation, but asking failed (%v): the call did not run; retry, or ask whoever runs the server to start it with --confirm-destructive=false", tool, err)
 	case res.Action == "accept":

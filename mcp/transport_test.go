@@ -370,6 +370,31 @@ func TestElicitationOnSession(t *testing.T) {
 	}
 }
 
+// A client that declares elicitation but never answers does not hold a
+// destructive call (and its session) open for good: no answer within the
+// bound refuses the call, and nothing is removed.
+func TestUnansweredConfirmationRefuses(t *testing.T) {
+	defer mcp.SetConfirmTimeout(300 * time.Millisecond)()
+	e, _, _ := newSessionEnv(t, func(c *mcp.Config) { c.ConfirmDestructive = true })
+	cs := e.connectAs(t, "alice-token", legacyVersion, &sdk.ClientOptions{
+		ElicitationHandler: func(ctx context.Context, _ *sdk.ElicitRequest) (*sdk.ElicitResult, error) {
+			select { // no answer in time
+			case <-ctx.Done():
+			case <-time.After(2 * time.Second):
+			}
+			return nil, errors.New("no answer")
+		}})
+	call(t, cs, api.ToolDeploy, map[string]any{"spec_yaml": "name: web\nimage: nginx:1.27\nreplicas: 1\n"})
+	start := time.Now()
+	wantToolError(t, call(t, cs, api.ToolRemoveService, api.NameInput{Name: "web"}), "none came within 300ms")
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the unanswered confirmation held the call %v", d)
+	}
+	if _, err := e.cluster.GetService(context.Background(), "web"); err != nil {
+		t.Fatalf("an unconfirmed removal removed the service: %v", err)
+	}
+}
+
 // Through gantry mcp, a stdio client gets the session's server-to-client
 // traffic: elicitation requests (its answers go back) and resource updates
 // sent on the session's GET stream.

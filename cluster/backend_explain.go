@@ -103,8 +103,12 @@ func (b *Backend) placementFinding(svc *state.Service, missing int) api.Finding 
 		}
 	}
 	if pending != nil {
-		f.Reason += ": the scheduler cannot place them: " + pending.Message
-		f.Hint = "lower the service's resources, scale other services down, or add a node"
+		msg, hint := splitHint(pending.Message)
+		f.Reason += ": the scheduler cannot place them: " + msg
+		f.Hint = hint
+		if f.Hint == "" {
+			f.Hint = "lower the service's resources, scale other services down, or add a node"
+		}
 	}
 	nodes, _ := b.Store.Nodes()
 	var marked []string
@@ -123,6 +127,17 @@ func (b *Backend) placementFinding(svc *state.Service, missing int) api.Finding 
 		f.Hint = "make a node eligible again with set_node_eligibility (eligible true), or add a node"
 	}
 	return f
+}
+
+// splitHint takes apart a Pending event's message, the scheduler's error
+// text "WHAT: unavailable (hint: HINT)", so a finding shows WHAT as its
+// reason and HINT once, as its hint (a fixed host port has its own).
+func splitHint(msg string) (string, string) {
+	var hint string
+	if i := strings.LastIndex(msg, " (hint: "); i >= 0 && strings.HasSuffix(msg, ")") {
+		msg, hint = msg[:i], msg[i+len(" (hint: "):len(msg)-1]
+	}
+	return strings.TrimSuffix(msg, ": "+errdefs.ErrUnavailable.Error()), hint
 }
 
 // instanceFinding explains one instance.

@@ -70,6 +70,9 @@ func TestDrainMakesInstancesPendingAndExplainSaysWhy(t *testing.T) {
 			t.Errorf("explain lacks %q:\n%s", want, text)
 		}
 	}
+	if strings.Contains(text, "(hint:") || strings.Contains(text, "unavailable") {
+		t.Errorf("explain repeats the scheduler's hint or error category inside its reason:\n%s", text)
+	}
 	var cs api.ClusterStatus
 	e.call(t, api.ToolClusterStatus, nil, &cs, false)
 	if len(cs.Nodes) != 1 || cs.Nodes[0].Eligible || !cs.Nodes[0].Draining || cs.Desired != 3 || cs.Services != 1 || cs.Index == 0 {

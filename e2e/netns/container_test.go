@@ -28,6 +28,7 @@ import (
 // the container keeps running when gantry is killed with SIGKILL, and
 // KillAll ends it, as a machine losing power.
 func TestGantryRunsAContainerInANode(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("-short: runs a container")
 	}

@@ -156,6 +156,7 @@ func listNodes(ctx context.Context, tr http.RoundTripper, url, token string) (ap
 // second) and after Heal it can again; SIGKILL ends it, and Close leaves
 // nothing behind.
 func TestGantryDevInANode(t *testing.T) {
+	t.Parallel()
 	b := NewT(t, 2)
 	n1, n2 := b.Node(1), b.Node(2)
 	certFile, keyFile, pool := nodeCert(t, n1.IP)

@@ -195,6 +195,7 @@ func expect(t *testing.T, probes ...probe) {
 // cuts one node off both ways (an established connection stalls too);
 // PartitionBetween cuts only the pair; Heal restores; Close leaves nothing.
 func TestBedPartitionAndHeal(t *testing.T) {
+	t.Parallel()
 	b := NewT(t, 3)
 	n1, n2, n3 := b.Node(1), b.Node(2), b.Node(3)
 	if !b.Subnet.Contains(n1.IP) || !b.Subnet.Contains(b.HostIP) || n1.IP == n2.IP {
@@ -281,6 +282,7 @@ func TestBedPartitionAndHeal(t *testing.T) {
 // network namespace and whose parent is gone (as a container is);
 // SignalAll stops and continues them all.
 func TestCloseKillsProcesses(t *testing.T) {
+	t.Parallel()
 	b := NewT(t, 1)
 	n := b.Node(1)
 	ctx := context.Background()
@@ -309,9 +311,7 @@ func TestCloseKillsProcesses(t *testing.T) {
 			t.Fatalf("Pids = %v, %v; want [%d %d] (the command itself, and the orphan in its own namespace)", pids, err, cmd.Process.Pid, orphan)
 		}
 	}
-	if procState(orphan) != "S" {
-		t.Fatalf("the orphan's state: %q", procState(orphan))
-	}
+	waitState(t, orphan, "S") // asleep, not still starting
 	if err := n.SignalAll(ctx, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -367,6 +367,7 @@ func waitState(t *testing.T, pid int, want string) {
 // for the next (a restarted worker finds its container mounts), never on
 // the host.
 func TestExecSysfsCgroupsAndMounts(t *testing.T) {
+	t.Parallel()
 	b := NewT(t, 1)
 	n := b.Node(1)
 	ctx := context.Background()
@@ -397,6 +398,7 @@ func TestExecSysfsCgroupsAndMounts(t *testing.T) {
 // Sweep removes a dead run's namespace, links and host rule, and leaves a
 // live process's bed alone.
 func TestSweepRemovesLeftovers(t *testing.T) {
+	t.Parallel()
 	if err := Available(); err != nil {
 		t.Skip(err)
 	}

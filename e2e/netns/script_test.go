@@ -15,6 +15,7 @@ import (
 // and restore a node, exec runs in a node or says which are up, down
 // removes everything (twice is fine).
 func TestNetnsScript(t *testing.T) {
+	t.Parallel()
 	if err := Available(); err != nil {
 		t.Skip(err)
 	}

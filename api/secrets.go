@@ -19,7 +19,7 @@ const (
 // SetSecretInput is the input of set_secret.
 type SetSecretInput struct {
 	Name   string `json:"name" jsonschema:"the secret's name: a DNS label such as db-password; a service's spec references it under secrets"`
-	Value  string `json:"value" jsonschema:"the secret value (1 byte to 64 KiB); it is encrypted before it is stored and is never returned, logged or audited"`
+	Value  string `json:"value" jsonschema:"the secret value (4 bytes to 64 KiB); it is encrypted before it is stored and is never returned, logged or audited"`
 	DryRun bool   `json:"dry_run,omitempty" jsonschema:"true: change nothing and say whether the secret would be created or replaced"`
 }
 

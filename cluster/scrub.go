@@ -4,11 +4,14 @@ import (
 	"cmp"
 	"slices"
 	"strings"
+
+	"github.com/gantry-dev/gantry/mcp"
 )
 
 // MinScrubLen is the shortest secret value that output scrubbing replaces:
-// shorter values would match ordinary text everywhere.
-const MinScrubLen = 4
+// shorter values would match ordinary text everywhere. set_secret refuses
+// shorter values (a value stored before that is not scrubbed).
+const MinScrubLen = mcp.MinSecretValue
 
 // Scrubber replaces secret values in text that leaves the server (log
 // lines, command output) with [secret:<name>]. A nil *Scrubber changes

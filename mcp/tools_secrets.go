@@ -25,6 +25,12 @@ type SecretStore interface {
 // maxSecretValue is the largest secret value set_secret accepts.
 const maxSecretValue = 64 << 10
 
+// MinSecretValue is the shortest secret value set_secret accepts, and the
+// shortest that output scrubbing replaces: a shorter one occurs in
+// ordinary text, where replacing it would mangle the output and reveal
+// the value by where it was replaced.
+const MinSecretValue = 4
+
 // registerSecretTools adds set_secret, list_secrets and delete_secret when
 // cfg has Secrets.
 func registerSecretTools(s *Server, cfg Config) {
@@ -35,7 +41,7 @@ func registerSecretTools(s *Server, cfg Config) {
 	addTool(s, needs(ScopeAdmin, &sdk.Tool{
 		Name: api.ToolSetSecret,
 		Description: "Create a secret or replace its value. Services receive it as an environment variable by naming it in their spec: secrets: {DB_PASSWORD: db-password}. " +
-			"The value is encrypted before it is stored and is never returned by any tool, and it is replaced by [secret:<name>] in service logs. " +
+			"The value (4 bytes to 64 KiB) is encrypted before it is stored and is never returned by any tool, and it is replaced by [secret:<name>] in service logs and command output. " +
 			"Replacing a value overwrites the old one for good and does not restart anything: running instances keep the old value until restarted (restart_service). " +
 			"Setting the same value again is harmless. With dry_run true nothing changes and the result says whether the secret would be created or replaced. Needs scope admin.",
 		Annotations: mutating("Set secret", true, false),
@@ -45,7 +51,9 @@ func registerSecretTools(s *Server, cfg Config) {
 		}
 		switch {
 		case in.Value == "":
-			return api.SetSecretResult{}, "", invalidf("missing value: pass the secret's value (1 byte to 64 KiB)")
+			return api.SetSecretResult{}, "", invalidf("missing value: pass the secret's value (%d bytes to 64 KiB)", MinSecretValue)
+		case len(in.Value) < MinSecretValue:
+			return api.SetSecretResult{}, "", invalidf("value is %d byte(s), shorter than %d: a value that short occurs in ordinary text, so it cannot be kept out of logs and command output; use a longer value", len(in.Value), MinSecretValue)
 		case len(in.Value) > maxSecretValue:
 			return api.SetSecretResult{}, "", invalidf("value is %d bytes, more than 64 KiB: keep only a credential in a secret, not whole files", len(in.Value))
 		case strings.ContainsRune(in.Value, 0):

@@ -491,3 +491,68 @@ func assertGone(t *testing.T, tag string) {
 		t.Errorf("cgroup %s/%s-1 left behind", cgroupDir, tag)
 	}
 }
+
+// helperEnv makes the test binary a process that builds a bed, starts a
+// sleep in node 1, prints the bed's tag and waits to be killed.
+const helperEnv = "GANTRY_NETNS_CRASH_HELPER"
+
+func TestCrashHelper(t *testing.T) {
+	if os.Getenv(helperEnv) == "" {
+		t.Skip("run by TestSweepAfterACrash")
+	}
+	ctx := context.Background()
+	b, err := New(ctx, DefaultPrefix, 2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Node(1).Exec(ctx, "sleep", "303").Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Partition(ctx, b.Node(2)); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("bed", b.Tag())
+	time.Sleep(time.Minute)
+}
+
+// A test run killed with SIGKILL leaves its bed behind (namespaces, links,
+// mounts, host rule, cgroup and a process in a node); the next run's
+// Sweep removes all of it.
+func TestSweepAfterACrash(t *testing.T) {
+	t.Parallel()
+	if err := Available(); err != nil {
+		t.Skip(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), helperEnv+"=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	tag, ok := strings.CutPrefix(strings.TrimSpace(line), "bed ")
+	if err != nil || !ok {
+		t.Fatalf("the helper did not make a bed: %q, %v", line, err)
+	}
+	ctx := context.Background()
+	if !nsExists(tag+"-1") || !linkExists(tag+"br") {
+		t.Fatalf("the crashed run left nothing to sweep")
+	}
+	left, err := nodePids(ctx, tag+"-1", cgroupDir+"/"+tag+"-1")
+	if err != nil || len(left) != 1 {
+		t.Fatalf("the crashed run's sleep: %v, %v", left, err)
+	}
+	if err := Sweep(ctx, DefaultPrefix, nil); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, tag)
+	if _, err := os.Stat(cgroupDir + "/" + tag + "-2"); err == nil {
+		t.Error("the crashed run's node 2 cgroup is left")
+	}
+	waitState(t, left[0], "")
+}

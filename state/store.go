@@ -53,7 +53,32 @@ type Config struct {
 	Logger *slog.Logger
 	// Transport carries Raft RPCs. Nil means an in-memory transport, enough
 	// for a single voter; Close closes only a transport it made itself.
+	// NewTransport makes the mutual-TLS one a cluster of servers needs.
 	Transport raft.Transport
+	// How a store with an empty data dir gets its first Raft configuration.
+	// With none of Peers, Join and BootstrapExpect, it bootstraps itself as
+	// the single voter (gantry dev, or the first server of a cluster that
+	// grows with AddVoter) and Open waits until it leads. Otherwise Open
+	// returns once raft runs, leader or not (see WaitLeader). A data dir
+	// that holds state keeps its stored configuration and ignores these.
+	//
+	// Peers bootstraps the group with exactly these voters (every server
+	// given the same list, itself included). Needs a Transport.
+	Peers []Peer
+	// Join starts with no configuration: the server waits until the leader
+	// adds it (AddVoter). Needs a Transport.
+	Join bool
+	// BootstrapExpect starts with no configuration, like Join, until the
+	// wiring sees this many servers through gossip and calls
+	// BootstrapCluster with them. Needs a Transport.
+	BootstrapExpect int
+	// Forward carries a write from a follower to the leader at leaderAddr
+	// (its Raft address) and returns the leader's ApplyCommand result. A
+	// Forward that knows the command was not appended (the other side was
+	// not the leader, or nothing was sent) returns an error that wraps
+	// ErrNotLeader, so Apply retries once. Nil means a follower's writes
+	// fail with a NotLeaderError naming the leader.
+	Forward func(ctx context.Context, leaderAddr string, cmd []byte) (Result, error)
 	// SnapshotThreshold is how many entries since the last snapshot make
 	// raft take the next one; SnapshotInterval is how often it checks.
 	SnapshotThreshold uint64
@@ -63,7 +88,9 @@ type Config struct {
 	// HeartbeatTimeout is how long a follower waits for a leader before it
 	// stands for election, so a lone voter elects itself after 1-2 times
 	// this; it is also the leader lease. Elections time out after 5 times
-	// it, so that a slow fsync during an election does not restart it.
+	// it (2 times with a Transport, so a split vote is retried sooner),
+	// so that a slow fsync during an election does not restart it. With a
+	// Transport it defaults to DefaultClusterHeartbeatTimeout.
 	HeartbeatTimeout time.Duration
 	// MaxEvents is how many events are kept; older ones are trimmed.
 	MaxEvents int
@@ -90,6 +117,25 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.HeartbeatTimeout == 0 {
 		c.HeartbeatTimeout = DefaultHeartbeatTimeout
+		if c.Transport != nil {
+			c.HeartbeatTimeout = DefaultClusterHeartbeatTimeout
+		}
+	}
+	modes := 0
+	for _, set := range []bool{len(c.Peers) > 0, c.Join, c.BootstrapExpect > 0} {
+		if set {
+			modes++
+		}
+	}
+	switch {
+	case modes > 1:
+		return c, fmt.Errorf("open state: set only one of raft peers, join and bootstrap-expect: %w", errdefs.ErrInvalid)
+	case modes == 1 && c.Transport == nil:
+		return c, fmt.Errorf("open state: a multi-server raft group needs a network transport: %w", errdefs.ErrInvalid)
+	case len(c.Peers) > 0:
+		if _, err := raftConfiguration(c.Peers, c.NodeID); err != nil {
+			return c, fmt.Errorf("open state: %w", err)
+		}
 	}
 	if c.MaxEvents <= 0 {
 		c.MaxEvents = DefaultMaxEvents
@@ -99,10 +145,13 @@ func (c Config) withDefaults() (Config, error) {
 
 // Store is the replicated state of a Gantry cluster.
 type Store struct {
+	cfg      Config
 	log      *slog.Logger
 	fsm      *fsm
 	raft     *raft.Raft
 	bolt     *raftboltdb.BoltStore
+	snaps    *raft.FileSnapshotStore
+	trans    raft.Transport
 	ownTrans io.Closer // the transport Open made, if it made one
 
 	mu       sync.RWMutex // guards closed, and inflight.Add against Wait
@@ -115,7 +164,10 @@ type Store struct {
 
 // Open opens the state in cfg.DataDir, bootstrapping a one-voter cluster
 // when the directory holds no state yet. It returns once this server is the
-// leader and has applied the whole log, or when ctx ends.
+// leader and has applied the whole log, or when ctx ends. In the
+// multi-server modes (Config.Peers, Join, BootstrapExpect, or a stored
+// configuration of several servers) it returns as soon as raft runs; use
+// WaitLeader to wait for an election.
 func Open(ctx context.Context, cfg Config) (_ *Store, err error) {
 	start := time.Now()
 	cfg, err = cfg.withDefaults()
@@ -133,7 +185,7 @@ func Open(ctx context.Context, cfg Config) (_ *Store, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{log: log, fsm: fsm}
+	s := &Store{cfg: cfg, log: log, fsm: fsm}
 	defer func() {
 		if err != nil {
 			s.shutdown()
@@ -154,11 +206,13 @@ func Open(ctx context.Context, cfg Config) (_ *Store, err error) {
 		return nil, errdefs.WithHint(fmt.Errorf("open state snapshots in %s: %w", raftDir, err),
 			"--data-dir must be a writable directory")
 	}
+	s.snaps = snaps
 	trans := cfg.Transport
 	if trans == nil {
 		_, t := raft.NewInmemTransport(raft.ServerAddress(cfg.NodeID))
 		trans, s.ownTrans = t, t
 	}
+	s.trans = trans
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
@@ -166,6 +220,9 @@ func Open(ctx context.Context, cfg Config) (_ *Store, err error) {
 	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
 	rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout
 	rc.ElectionTimeout = 5 * cfg.HeartbeatTimeout
+	if cfg.Transport != nil {
+		rc.ElectionTimeout = 2 * cfg.HeartbeatTimeout
+	}
 	// Pre-vote keeps a partitioned server from disrupting a healthy cluster
 	// when it comes back; a lone voter has no one to disrupt, and pre-vote
 	// starts the election timer before the vote is fsynced, so a slow disk
@@ -186,13 +243,13 @@ func Open(ctx context.Context, cfg Config) (_ *Store, err error) {
 			return fmt.Errorf("read raft state: %w", err)
 		}
 		if !has {
-			log.Info("bootstrapping a new single-voter cluster", "node", cfg.NodeID, "dir", raftDir)
-			err := raft.BootstrapCluster(rc, logs, s.bolt, snaps, trans, raft.Configuration{Servers: []raft.Server{
-				{Suffrage: raft.Voter, ID: rc.LocalID, Address: trans.LocalAddr()},
-			}})
-			if err != nil {
-				return fmt.Errorf("bootstrap raft: %w", err)
+			if err := bootstrapEmpty(log, cfg, rc, raftDir, func(c raft.Configuration) error {
+				return raft.BootstrapCluster(rc, logs, s.bolt, snaps, trans, c)
+			}); err != nil {
+				return err
 			}
+		} else if cfg.Transport != nil && (len(cfg.Peers) > 0 || cfg.Join || cfg.BootstrapExpect > 0) {
+			log.Info("raft state exists; its configuration is kept and the bootstrap settings are ignored", "dir", raftDir)
 		}
 		s.raft, err = raft.NewRaft(rc, fsm, logs, s.bolt, snaps, trans)
 		return err
@@ -201,13 +258,17 @@ func Open(ctx context.Context, cfg Config) (_ *Store, err error) {
 		return nil, errdefs.WithHint(fmt.Errorf("open state in %s: %w", raftDir, err),
 			"the raft log or a snapshot may be damaged; move the directory away to start from empty state")
 	}
-	if err := s.checkMember(rc.LocalID, raftDir); err != nil {
+	servers, err := s.checkMember(rc.LocalID, raftDir)
+	if err != nil {
 		return nil, err
 	}
-	if err := s.waitLeader(ctx); err != nil {
-		return nil, err
+	if cfg.Transport == nil || (len(servers) == 1 && servers[0].ID == rc.LocalID) {
+		if err := s.waitLeader(ctx); err != nil {
+			return nil, err
+		}
 	}
-	log.Info("state store open", "node", cfg.NodeID, "index", s.Index(), "took", time.Since(start).Round(time.Millisecond))
+	log.Info("state store open", "node", cfg.NodeID, "index", s.Index(), "servers", len(servers),
+		"took", time.Since(start).Round(time.Millisecond))
 	return s, nil
 }
 
@@ -244,22 +305,66 @@ func safely(path string, fn func() error) (err error) {
 	return fn()
 }
 
+// bootstrapEmpty gives an empty data dir its first configuration, as cfg
+// says (see Config.Peers): this server alone, the peers list, or none yet.
+func bootstrapEmpty(log *slog.Logger, cfg Config, rc *raft.Config, dir string, bootstrap func(raft.Configuration) error) error {
+	var c raft.Configuration
+	switch {
+	case cfg.Join:
+		log.Info("starting with no raft configuration: waiting for the leader to add this server", "node", cfg.NodeID, "dir", dir)
+		return nil
+	case cfg.BootstrapExpect > 0:
+		log.Info("starting with no raft configuration: waiting to see the expected servers", "node", cfg.NodeID,
+			"expect", cfg.BootstrapExpect, "dir", dir)
+		return nil
+	case len(cfg.Peers) > 0:
+		var err error
+		if c, err = raftConfiguration(cfg.Peers, cfg.NodeID); err != nil {
+			return err
+		}
+		for _, srv := range c.Servers {
+			if srv.ID == rc.LocalID && srv.Address != cfg.Transport.LocalAddr() {
+				log.Warn("this server's address in the raft peers differs from its transport's advertised address",
+					"peers_addr", srv.Address, "advertise", cfg.Transport.LocalAddr())
+			}
+		}
+		log.Info("bootstrapping a new raft cluster", "node", cfg.NodeID, "peers", peerIDs(cfg.Peers), "dir", dir)
+	default:
+		log.Info("bootstrapping a new single-voter cluster", "node", cfg.NodeID, "dir", dir)
+		addr := raft.ServerAddress(cfg.NodeID)
+		if cfg.Transport != nil {
+			addr = cfg.Transport.LocalAddr()
+		}
+		c.Servers = []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: addr}}
+	}
+	if err := bootstrap(c); err != nil {
+		return fmt.Errorf("bootstrap raft: %w", err)
+	}
+	return nil
+}
+
 // checkMember fails when the stored Raft configuration does not include this
 // node as a voter (the data dir was made under another node ID): the server
-// would otherwise wait for an election it can never win.
-func (s *Store) checkMember(id raft.ServerID, dir string) error {
+// would otherwise wait for an election it can never win. An empty
+// configuration (a server waiting to join or to bootstrap) passes. It
+// returns the stored servers.
+func (s *Store) checkMember(id raft.ServerID, dir string) ([]raft.Server, error) {
 	f := s.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
-		return fmt.Errorf("open state: read raft configuration: %w", err)
+		return nil, fmt.Errorf("open state: read raft configuration: %w", err)
+	}
+	servers := f.Configuration().Servers
+	if len(servers) == 0 && s.cfg.Transport != nil {
+		return nil, nil
 	}
 	var ids []string
-	for _, srv := range f.Configuration().Servers {
+	for _, srv := range servers {
 		if srv.ID == id && srv.Suffrage == raft.Voter {
-			return nil
+			return servers, nil
 		}
 		ids = append(ids, string(srv.ID))
 	}
-	return errdefs.WithHint(fmt.Errorf("open state in %s: node %q is not a voter of the stored cluster %v: %w", dir, id, ids, errdefs.ErrInvalid),
+	return nil, errdefs.WithHint(fmt.Errorf("open state in %s: node %q is not a voter of the stored cluster %v: %w", dir, id, ids, errdefs.ErrInvalid),
 		"start with the node id the data dir was created with, or use a fresh --data-dir")
 }
 
@@ -378,6 +483,11 @@ func raftError(what string, err error) error {
 // Apply submits ops as one Raft entry and waits until it is applied. The
 // ops are applied atomically: when one fails (errdefs.ErrInvalid,
 // ErrConflict, ErrNotFound), none is. It returns the entry's index.
+//
+// On a follower the entry is sent to the leader through Config.Forward
+// (see submit in cluster.go for the at-most-once semantics); it then waits
+// a little (within ctx) for this server to apply the entry too, so that
+// the caller reads its own write.
 func (s *Store) Apply(ctx context.Context, ops ...Op) (uint64, error) {
 	r, err := s.ApplyWithResult(ctx, ops...)
 	return r.Index, err
@@ -401,21 +511,5 @@ func (s *Store) ApplyWithResult(ctx context.Context, ops ...Op) (Result, error) 
 	if err != nil {
 		return Result{}, err
 	}
-	if err := ctx.Err(); err != nil {
-		return Result{}, fmt.Errorf("apply: %w", err)
-	}
-	if err := s.begin(); err != nil {
-		return Result{}, err
-	}
-	defer s.inflight.Done()
-
-	f := s.raft.Apply(data, enqueueTimeout(ctx))
-	if err := s.await(ctx, f); err != nil {
-		return Result{}, raftError("apply", err)
-	}
-	resp, ok := f.Response().(*fsmResponse)
-	if !ok {
-		return Result{}, fmt.Errorf("apply: unexpected FSM response %T", f.Response())
-	}
-	return resp.result, resp.err
+	return s.submit(ctx, data)
 }

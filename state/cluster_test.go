@@ -1,0 +1,759 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gantry-dev/gantry/errdefs"
+	"github.com/hashicorp/raft"
+)
+
+// Multi-server tests: real raft on disk in temp dirs, real TLS over TCP on
+// 127.0.0.1 with ports the kernel picks. Forwarding calls the leader's
+// ApplyCommand in-process (the rpc package carries it over HTTPS).
+
+const clusterWait = 8 * time.Second
+
+type testNode struct {
+	id         string
+	addr       string
+	dir        string
+	store      *Store
+	trans      raft.Transport // until opened
+	closeTrans io.Closer
+}
+
+type testGroup struct {
+	t  *testing.T
+	ca *testCA
+
+	mu     sync.Mutex
+	byAddr map[string]*testNode
+	nodes  []*testNode
+}
+
+func newTestGroup(t *testing.T) *testGroup {
+	return &testGroup{t: t, ca: newTestCA(t, "gantry test CA"), byAddr: map[string]*testNode{}}
+}
+
+// forward is Config.Forward for the group: a direct call of the leader's
+// ApplyCommand.
+func (g *testGroup) forward(ctx context.Context, addr string, cmd []byte) (Result, error) {
+	g.mu.Lock()
+	n := g.byAddr[addr]
+	g.mu.Unlock()
+	if n == nil || n.store == nil {
+		return Result{}, fmt.Errorf("no server at %s (nothing sent): %w", addr, ErrNotLeader)
+	}
+	return n.store.ApplyCommand(ctx, cmd)
+}
+
+// addNode starts a transport for a new server; open opens its store.
+func (g *testGroup) addNode(id string) *testNode {
+	t := g.t
+	t.Helper()
+	server, client := tlsPair(g.ca, g.ca.issue(t, id))
+	trans, closer, err := NewTransport("127.0.0.1:0", "", server, client, testLogger(t).With("node", id))
+	if err != nil {
+		t.Fatalf("NewTransport(%s): %v", id, err)
+	}
+	t.Cleanup(func() { closer.Close() })
+	n := &testNode{id: id, addr: string(trans.LocalAddr()), dir: t.TempDir(), trans: trans, closeTrans: closer}
+	g.mu.Lock()
+	g.byAddr[n.addr] = n
+	g.nodes = append(g.nodes, n)
+	g.mu.Unlock()
+	return n
+}
+
+func (g *testGroup) open(n *testNode, mod ...func(*Config)) {
+	t := g.t
+	t.Helper()
+	cfg := Config{
+		DataDir: n.dir, NodeID: n.id, Logger: testLogger(t).With("node", n.id),
+		Transport: n.trans, Forward: g.forward,
+	}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
+	defer cancel()
+	s, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", n.id, err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close(%s): %v", n.id, err)
+		}
+	})
+	g.mu.Lock()
+	n.store = s
+	g.mu.Unlock()
+}
+
+// peers is the bootstrap list of the given nodes.
+func peersOf(nodes ...*testNode) []Peer {
+	var ps []Peer
+	for _, n := range nodes {
+		ps = append(ps, Peer{ID: n.id, Addr: n.addr})
+	}
+	return ps
+}
+
+// newGroup forms a group of n servers from a peers list and waits for a
+// leader.
+func newGroup(t *testing.T, n int) *testGroup {
+	g := newTestGroup(t)
+	var nodes []*testNode
+	for i := range n {
+		nodes = append(nodes, g.addNode(fmt.Sprintf("srv-%d", i+1)))
+	}
+	peers := peersOf(nodes...)
+	start := time.Now()
+	for _, nd := range nodes {
+		g.open(nd, func(c *Config) { c.Peers = peers })
+	}
+	g.leader(nil)
+	t.Logf("%d servers elected a leader in %v", n, time.Since(start).Round(time.Millisecond))
+	return g
+}
+
+func (g *testGroup) live(skip *testNode) []*testNode {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []*testNode
+	for _, n := range g.nodes {
+		if n != skip && n.store != nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// leader waits until exactly one of the open servers (but skip) leads and
+// all of them know it.
+func (g *testGroup) leader(skip *testNode) *testNode {
+	g.t.Helper()
+	var ld *testNode
+	waitFor(g.t, clusterWait, "one leader known to all servers", func() bool {
+		ld = nil
+		for _, n := range g.live(skip) {
+			if n.store.IsLeader() {
+				if ld != nil {
+					return false
+				}
+				ld = n
+			}
+		}
+		if ld == nil {
+			return false
+		}
+		for _, n := range g.live(skip) {
+			if id, _ := n.store.Leader(); id != ld.id {
+				return false
+			}
+		}
+		return true
+	})
+	return ld
+}
+
+func (g *testGroup) follower(skip *testNode) *testNode {
+	for _, n := range g.live(skip) {
+		if !n.store.IsLeader() {
+			return n
+		}
+	}
+	g.t.Fatal("no follower")
+	return nil
+}
+
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func ctxTimeout(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestClusterPeersForwardAndBarrier(t *testing.T) {
+	g := newGroup(t, 3)
+	ld := g.leader(nil)
+	fol := g.follower(nil)
+	ctx := ctxTimeout(t, clusterWait)
+
+	peers, err := fol.store.Peers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaders := 0
+	for _, p := range peers {
+		if p.Suffrage != "voter" {
+			t.Errorf("peer %+v is not a voter", p)
+		}
+		if p.Leader {
+			leaders++
+			if p.ID != ld.id || p.Addr != ld.addr {
+				t.Errorf("leader peer %+v, want %s at %s", p, ld.id, ld.addr)
+			}
+		}
+	}
+	if len(peers) != 3 || leaders != 1 {
+		t.Errorf("peers = %+v, want 3 voters and one leader", peers)
+	}
+
+	// A write on a follower is forwarded, and the follower reads it at once.
+	idx, err := fol.store.Apply(ctx, PutService{Service: Service{Spec: webSpec("busybox:1.36", 2)}})
+	if err != nil {
+		t.Fatalf("Apply on a follower: %v", err)
+	}
+	if svc, err := fol.store.Service("web"); err != nil || svc.CreateIndex != idx {
+		t.Errorf("follower reads its own write: %+v, %v (want create index %d)", svc, err, idx)
+	}
+	for _, n := range g.live(nil) {
+		waitFor(t, clusterWait, n.id+" applies the write", func() bool {
+			svc, err := n.store.Service("web")
+			return err == nil && svc.Spec.Image == "busybox:1.36"
+		})
+	}
+
+	// Consistent reads: on the leader only.
+	if err := ld.store.Barrier(ctx); err != nil {
+		t.Errorf("Barrier on the leader: %v", err)
+	}
+	if ld.store.Index() < idx {
+		t.Errorf("leader index %d after Barrier, want >= %d", ld.store.Index(), idx)
+	}
+	err = fol.store.Barrier(ctx)
+	if !errors.Is(err, ErrNotLeader) || !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), ld.id) {
+		t.Errorf("Barrier on a follower: %v, want not-leader naming %s", err, ld.id)
+	}
+	var nl *NotLeaderError
+	if !errors.As(err, &nl) || nl.LeaderAddr != ld.addr {
+		t.Errorf("Barrier on a follower: %#v, want a NotLeaderError with the leader's address %s", err, ld.addr)
+	}
+
+	// The leader's side of forwarding refuses what it should.
+	cmd, err := encodeCommand(time.Now(), []Op{PutNode{Node: Node{ID: "n1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fol.store.ApplyCommand(ctx, cmd); !errors.Is(err, ErrNotLeader) {
+		t.Errorf("ApplyCommand on a follower: %v, want ErrNotLeader", err)
+	}
+	if _, err := ld.store.ApplyCommand(ctx, []byte("junk")); !errdefs.IsInvalid(err) {
+		t.Errorf("ApplyCommand(junk): %v, want invalid", err)
+	}
+	bad, _ := encodeCommand(time.Now(), []Op{DeleteService{}})
+	if _, err := ld.store.ApplyCommand(ctx, bad); !errdefs.IsInvalid(err) {
+		t.Errorf("ApplyCommand(invalid op): %v, want invalid", err)
+	}
+	if r, err := ld.store.ApplyCommand(ctx, cmd); err != nil || r.Index <= idx {
+		t.Errorf("ApplyCommand on the leader: %+v, %v", r, err)
+	}
+	// The FSM's own errors come back through forwarding.
+	if _, err := fol.store.Apply(ctx, DeleteService{Name: "nope"}); !errdefs.IsNotFound(err) {
+		t.Errorf("forwarded delete of a missing service: %v, want not found", err)
+	}
+}
+
+func TestClusterFailover(t *testing.T) {
+	for _, how := range []string{"store closed", "transport closed"} {
+		t.Run(how, func(t *testing.T) {
+			g := newGroup(t, 3)
+			old := g.leader(nil)
+			writer := g.follower(nil)
+
+			var (
+				mu    sync.Mutex
+				acked []string
+				fails int
+			)
+			count := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					id := fmt.Sprintf("w-%d", i)
+					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+					_, err := writer.store.Apply(ctx, PutNode{Node: Node{ID: id}})
+					cancel()
+					mu.Lock()
+					if err == nil {
+						acked = append(acked, id)
+					} else {
+						fails++
+					}
+					mu.Unlock()
+				}
+			}()
+			defer func() { close(stop); <-done }()
+
+			waitFor(t, clusterWait, "20 writes before the failure", func() bool { return count() >= 20 })
+			t.Logf("cutting off the leader %s at %s", old.id, old.addr)
+			start := time.Now()
+			switch how {
+			case "store closed":
+				if err := old.store.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			default:
+				old.closeTrans.Close()
+			}
+			ld := g.leader(old)
+			took := time.Since(start)
+			t.Logf("new leader %s after %v", ld.id, took.Round(time.Millisecond))
+			if took > 5*time.Second {
+				t.Errorf("failover took %v", took)
+			}
+			before := count()
+			waitFor(t, clusterWait, "20 writes after the failover", func() bool { return count() >= before+20 })
+			close(stop)
+			<-done
+			stop = make(chan struct{})
+			done = make(chan struct{})
+			close(done)
+
+			if how == "transport closed" {
+				waitFor(t, clusterWait, "the cut-off leader steps down", func() bool { return !old.store.IsLeader() })
+			}
+			ctx := ctxTimeout(t, clusterWait)
+			if err := ld.store.Barrier(ctx); err != nil {
+				t.Fatalf("Barrier: %v", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			t.Logf("%d writes acknowledged, %d failed", len(acked), fails)
+			for _, n := range g.live(old) {
+				waitFor(t, clusterWait, n.id+" has every acknowledged write", func() bool {
+					for _, id := range acked {
+						if _, err := n.store.Node(id); err != nil {
+							return false
+						}
+					}
+					return true
+				})
+			}
+		})
+	}
+}
+
+func TestClusterJoinAddVoterRemovePeer(t *testing.T) {
+	g := newTestGroup(t)
+	n1, n2, n3 := g.addNode("one"), g.addNode("two"), g.addNode("three")
+	g.open(n1) // no peers, no join: a single voter that leads at once
+	if !n1.store.IsLeader() {
+		t.Fatal("a single voter does not lead after Open")
+	}
+	g.open(n2, func(c *Config) { c.Join = true })
+	g.open(n3, func(c *Config) { c.Join = true; c.Forward = nil })
+	if n2.store.IsLeader() || n3.store.IsLeader() {
+		t.Fatal("a joining server leads")
+	}
+	ctx := ctxTimeout(t, clusterWait)
+	apply(t, n1.store, PutService{Service: Service{Spec: webSpec("busybox:1.36", 1)}})
+
+	for _, n := range []*testNode{n2, n3} {
+		if err := n1.store.AddVoter(ctx, n.id, n.addr); err != nil {
+			t.Fatalf("AddVoter(%s): %v", n.id, err)
+		}
+	}
+	for _, n := range []*testNode{n2, n3} {
+		if err := n.store.WaitLeader(ctx); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, clusterWait, n.id+" catches up", func() bool { _, err := n.store.Service("web"); return err == nil })
+	}
+	// A follower's view of the configuration catches up too.
+	waitFor(t, clusterWait, "two sees three peers", func() bool {
+		peers, err := n2.store.Peers(ctx)
+		return err == nil && len(peers) == 3
+	})
+
+	// A follower with no Forward names the leader.
+	_, err := n3.store.Apply(ctx, PutNode{Node: Node{ID: "x"}})
+	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), `"one"`) {
+		t.Errorf("Apply on a follower without Forward: %v, want unavailable naming the leader", err)
+	}
+	if err := n2.store.AddVoter(ctx, "four", "127.0.0.1:1"); !errors.Is(err, ErrNotLeader) || !strings.Contains(err.Error(), `"one"`) {
+		t.Errorf("AddVoter on a follower: %v, want not-leader naming one", err)
+	}
+	if err := n1.store.AddVoter(ctx, "four", "0.0.0.0:7435"); !errdefs.IsInvalid(err) {
+		t.Errorf("AddVoter with an unroutable address: %v, want invalid", err)
+	}
+
+	// Writes forwarded from a joined server.
+	idx, err := n2.store.Apply(ctx, PutNode{Node: Node{ID: "from-two"}})
+	if err != nil {
+		t.Fatalf("Apply on a joined follower: %v", err)
+	}
+
+	if err := n1.store.RemovePeer(ctx, "nope"); !errdefs.IsNotFound(err) {
+		t.Errorf("RemovePeer(nope): %v, want not found", err)
+	}
+	if err := n1.store.RemovePeer(ctx, n3.id); err != nil {
+		t.Fatalf("RemovePeer: %v", err)
+	}
+	peers, err := n1.store.Peers(ctx)
+	if err != nil || len(peers) != 2 || peers[0].ID != "one" || peers[1].ID != "two" {
+		t.Errorf("Peers after removing three = %+v, %v", peers, err)
+	}
+	// Two voters still commit.
+	if i, err := n2.store.Apply(ctx, PutNode{Node: Node{ID: "after-remove"}}); err != nil || i <= idx {
+		t.Errorf("Apply after RemovePeer: %d, %v", i, err)
+	}
+}
+
+func TestClusterBootstrapExpect(t *testing.T) {
+	g := newTestGroup(t)
+	var nodes []*testNode
+	for i := range 3 {
+		nodes = append(nodes, g.addNode(fmt.Sprintf("exp-%d", i)))
+	}
+	for _, n := range nodes {
+		g.open(n, func(c *Config) { c.BootstrapExpect = 3 })
+	}
+	ctx := ctxTimeout(t, clusterWait)
+	if err := nodes[0].store.BootstrapCluster(ctx, peersOf(nodes[:2]...)); !errdefs.IsInvalid(err) {
+		t.Errorf("BootstrapCluster with 2 of 3: %v, want invalid", err)
+	}
+	// Every server bootstraps with the same list, at the same time.
+	var wg sync.WaitGroup
+	errs := make([]error, len(nodes))
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = n.store.BootstrapCluster(ctx, peersOf(nodes...))
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("BootstrapCluster on %s: %v", nodes[i].id, err)
+		}
+	}
+	ld := g.leader(nil)
+	if err := ld.store.BootstrapCluster(ctx, peersOf(nodes...)); err != nil {
+		t.Errorf("BootstrapCluster again: %v, want nil (already bootstrapped)", err)
+	}
+	apply(t, g.follower(nil).store, PutNode{Node: Node{ID: "n"}})
+}
+
+func TestClusterTransferLeadership(t *testing.T) {
+	g := newGroup(t, 3)
+	ld := g.leader(nil)
+	target := g.follower(nil)
+	ctx := ctxTimeout(t, clusterWait)
+
+	if err := target.store.TransferLeadership(ctx, ""); !errors.Is(err, ErrNotLeader) {
+		t.Errorf("TransferLeadership on a follower: %v, want not leader", err)
+	}
+	if err := ld.store.TransferLeadership(ctx, "nope"); !errdefs.IsNotFound(err) {
+		t.Errorf("TransferLeadership to nope: %v, want not found", err)
+	}
+	if err := ld.store.TransferLeadership(ctx, target.id); err != nil {
+		t.Fatalf("TransferLeadership(%s): %v", target.id, err)
+	}
+	if got := g.leader(nil); got != target {
+		t.Errorf("leader after transfer is %s, want %s", got.id, target.id)
+	}
+	if err := target.store.TransferLeadership(ctx, ""); err != nil {
+		t.Fatalf("TransferLeadership(any): %v", err)
+	}
+	if got := g.leader(nil); got == target {
+		t.Errorf("leader after transfer to any is still %s", got.id)
+	}
+	apply(t, target.store, PutNode{Node: Node{ID: "after-transfers"}})
+}
+
+// stateView is what a restore must reproduce: every table but the index.
+func stateView(t *testing.T, s *Store) string {
+	t.Helper()
+	var b strings.Builder
+	svcs, _ := s.Services()
+	ins, _ := s.Instances(InstanceFilter{})
+	nodes, _ := s.Nodes()
+	secrets, _ := s.Secrets()
+	fmt.Fprintf(&b, "%s\n%s\n%s\n%s\n", mustJSON(t, svcs), mustJSON(t, ins), mustJSON(t, nodes), mustJSON(t, s.Events(EventFilter{})))
+	fmt.Fprintf(&b, "%s\n%s\n", mustJSON(t, s.Tokens()), mustJSON(t, secrets))
+	for _, svc := range svcs {
+		fmt.Fprintf(&b, "%s\n", mustJSON(t, s.History(svc.Name)))
+	}
+	return b.String()
+}
+
+func TestClusterSnapshotRestoreIntoNewStore(t *testing.T) {
+	g := newGroup(t, 3)
+	fol := g.follower(nil)
+	populate(t, fol.store)
+	apply(t, fol.store, PutService{Service: Service{Spec: webSpec("busybox:1.37", 2)}}) // version 2 in the history
+	ld := g.leader(nil)
+	ctx := ctxTimeout(t, clusterWait)
+
+	var file bytes.Buffer
+	if err := ld.store.SaveSnapshot(ctx, &file); err != nil {
+		t.Fatalf("SaveSnapshot: %v", err)
+	}
+	h, _, err := ReadSnapshotFile(bytes.NewReader(file.Bytes()))
+	if err != nil {
+		t.Fatalf("ReadSnapshotFile: %v", err)
+	}
+	if h.Index < ld.store.Index() || h.Term == 0 || h.Node != ld.id {
+		t.Errorf("header %+v, want index >= %d, a term and node %s", h, ld.store.Index(), ld.id)
+	}
+	want := stateView(t, ld.store)
+	if len(ld.store.History("web")) != 2 {
+		t.Fatalf("history = %+v, want 2 versions", ld.store.History("web"))
+	}
+
+	// A second save with nothing new reads the same raft snapshot back.
+	var again bytes.Buffer
+	if err := ld.store.SaveSnapshot(ctx, &again); err != nil {
+		t.Fatalf("SaveSnapshot again: %v", err)
+	}
+
+	dir := t.TempDir()
+	fresh := openStore(t, dir)
+	apply(t, fresh, PutNode{Node: Node{ID: "replaced"}})
+	if err := fresh.RestoreSnapshot(ctx, bytes.NewReader(again.Bytes())); err != nil {
+		t.Fatalf("RestoreSnapshot: %v", err)
+	}
+	if got := stateView(t, fresh); got != want {
+		t.Errorf("restored state differs:\n got %s\nwant %s", got, want)
+	}
+	if fresh.Index() <= h.Index {
+		t.Errorf("index after restore %d, want above the snapshot's %d", fresh.Index(), h.Index)
+	}
+	before := fresh.Index()
+	if idx := apply(t, fresh, PutNode{Node: Node{ID: "after-restore"}}); idx <= before {
+		t.Errorf("write after restore at %d, want above %d", idx, before)
+	}
+	// The restore survives a restart.
+	after := stateView(t, fresh)
+	fresh.Close()
+	if got := stateView(t, openStore(t, dir)); got != after {
+		t.Errorf("state after reopen differs:\n got %s\nwant %s", got, after)
+	}
+}
+
+func TestSnapshotRefusesDamagedFiles(t *testing.T) {
+	src := openStore(t, t.TempDir())
+	populate(t, src)
+	ctx := ctxTimeout(t, 10*time.Second)
+	var file bytes.Buffer
+	if err := src.SaveSnapshot(ctx, &file); err != nil {
+		t.Fatal(err)
+	}
+	good := file.Bytes()
+
+	dst := openStore(t, t.TempDir())
+	apply(t, dst, PutNode{Node: Node{ID: "keep-me"}})
+	before := dumpState(dst)
+
+	flipped := bytes.Clone(good)
+	flipped[len(flipped)-5] ^= 0x20
+	header := func(old, new string) []byte { return bytes.Replace(good, []byte(old), []byte(new), 1) }
+	for _, tc := range []struct {
+		name, data, want string
+	}{
+		{"flipped byte", string(flipped), "corrupt"},
+		{"truncated", string(good[:len(good)-10]), "truncated"},
+		{"empty", "", "not a gantry snapshot"},
+		{"other file", "hello world\n", "not a gantry snapshot"},
+		{"trailing data", string(good) + "x", "after its"},
+		{"damaged header", string(header(`"format":1`, `"format":1,`)), "damaged header"},
+		{"newer format", string(header(`"format":1`, `"format":9`)), "format 9"},
+	} {
+		err := dst.RestoreSnapshot(ctx, strings.NewReader(tc.data))
+		if !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: RestoreSnapshot = %v, want invalid mentioning %q", tc.name, err, tc.want)
+		}
+		if got := dumpState(dst); got != before {
+			t.Fatalf("%s: a refused restore changed the state", tc.name)
+		}
+	}
+	if err := dst.RestoreSnapshot(ctx, bytes.NewReader(good)); err != nil {
+		t.Fatalf("RestoreSnapshot(good): %v", err)
+	}
+	if _, err := dst.Node("keep-me"); !errdefs.IsNotFound(err) {
+		t.Errorf("after a restore the old state is gone: Node(keep-me) = %v", err)
+	}
+	if got, want := stateView(t, dst), stateView(t, src); got != want {
+		t.Errorf("restored state differs:\n got %s\nwant %s", got, want)
+	}
+}
+
+// lockedBuffer collects logs from several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestTransportRefusesOtherCA(t *testing.T) {
+	ca, rogueCA := newTestCA(t, "cluster CA"), newTestCA(t, "rogue CA")
+	var logs lockedBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+
+	newTrans := func(server, client *tls.Config) (raft.Transport, string) {
+		t.Helper()
+		tr, closer, err := NewTransport("127.0.0.1:0", "", server, client, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { closer.Close() })
+		return tr, string(tr.LocalAddr())
+	}
+	gs, gc := tlsPair(ca, ca.issue(t, "good"))
+	good, goodAddr := newTrans(gs, gc)
+	other, _ := newTrans(tlsPair(ca, ca.issue(t, "other")))
+	// The rogue trusts the cluster CA, so only its own certificate is wrong.
+	rs, rc := tlsPair(rogueCA, rogueCA.issue(t, "rogue"))
+	rc.RootCAs = ca.pool
+	rogue, rogueAddr := newTrans(rs, rc)
+
+	// A server with a certificate from the cluster CA gets through.
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		select {
+		case rpc := <-good.Consumer():
+			rpc.Respond(&raft.RequestVoteResponse{Term: 7}, nil)
+		case <-time.After(5 * time.Second):
+		}
+	}()
+	var resp raft.RequestVoteResponse
+	if err := other.RequestVote("good", raft.ServerAddress(goodAddr), &raft.RequestVoteRequest{Term: 7}, &resp); err != nil || resp.Term != 7 {
+		t.Errorf("RequestVote between servers of one CA: %+v, %v", resp, err)
+	}
+	<-served
+
+	// The rogue's certificate is refused, and nothing reaches raft.
+	if err := rogue.RequestVote("good", raft.ServerAddress(goodAddr), &raft.RequestVoteRequest{Term: 8}, &resp); err == nil {
+		t.Error("RequestVote from a server of another CA succeeded")
+	} else {
+		t.Logf("rogue RequestVote: %v", err)
+	}
+	select {
+	case rpc := <-good.Consumer():
+		t.Errorf("an RPC from the rogue reached raft: %+v", rpc.Command)
+		rpc.Respond(nil, errors.New("no"))
+	case <-time.After(200 * time.Millisecond):
+	}
+	waitFor(t, 5*time.Second, "the refusal is logged", func() bool {
+		return strings.Contains(logs.String(), "refused a raft connection")
+	})
+
+	// And a cluster server does not talk to a rogue one.
+	err := good.RequestVote("rogue", raft.ServerAddress(rogueAddr), &raft.RequestVoteRequest{Term: 9}, &resp)
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("RequestVote to a server of another CA: %v, want a certificate error", err)
+	}
+}
+
+func TestNewTransportRefusesBadSettings(t *testing.T) {
+	ca := newTestCA(t, "ca")
+	server, client := tlsPair(ca, ca.issue(t, "n"))
+	for _, tc := range []struct {
+		name, bind, advertise, want string
+		server, client              *tls.Config
+	}{
+		{"unspecified bind, no advertise", "0.0.0.0:0", "", "not routable", server, client},
+		{"unspecified advertise", "127.0.0.1:0", "0.0.0.0:7435", "not routable", server, client},
+		{"ipv6 unspecified", "127.0.0.1:0", "[::]:7435", "not routable", server, client},
+		{"no port", "127.0.0.1:0", "10.0.0.1", "not host:port", server, client},
+		{"no TLS", "127.0.0.1:0", "", "TLS", nil, client},
+		{"no client certs", "127.0.0.1:0", "", "client certificates", &tls.Config{Certificates: server.Certificates}, client},
+	} {
+		tr, closer, err := NewTransport(tc.bind, tc.advertise, tc.server, tc.client, nil)
+		if err == nil {
+			closer.Close()
+			t.Errorf("%s: NewTransport succeeded (addr %s)", tc.name, tr.LocalAddr())
+			continue
+		}
+		if !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want invalid mentioning %q", tc.name, err, tc.want)
+		}
+	}
+	// A routable advertise address with port 0 takes the bound port.
+	tr, closer, err := NewTransport("127.0.0.1:0", "127.0.0.2:0", server, client, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer.Close()
+	if addr := string(tr.LocalAddr()); !strings.HasPrefix(addr, "127.0.0.2:") || strings.HasSuffix(addr, ":0") {
+		t.Errorf("advertised address %s, want 127.0.0.2 with the bound port", addr)
+	}
+}
+
+func TestConfigModes(t *testing.T) {
+	ctx := ctxTimeout(t, 5*time.Second)
+	ca := newTestCA(t, "ca")
+	server, client := tlsPair(ca, ca.issue(t, "n"))
+	tr, closer, err := NewTransport("127.0.0.1:0", "", server, client, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer.Close()
+	self := Peer{ID: "n", Addr: string(tr.LocalAddr())}
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"peers without transport", Config{Peers: []Peer{self}}, "network transport"},
+		{"join without transport", Config{Join: true}, "network transport"},
+		{"peers and join", Config{Peers: []Peer{self}, Join: true, Transport: tr}, "only one"},
+		{"peers without self", Config{Peers: []Peer{{ID: "m", Addr: "127.0.0.1:9"}}, Transport: tr}, "do not include"},
+		{"duplicate peer", Config{Peers: []Peer{self, self}, Transport: tr}, "twice"},
+		{"unroutable peer", Config{Peers: []Peer{self, {ID: "m", Addr: "0.0.0.0:9"}}, Transport: tr}, "not routable"},
+	} {
+		tc.cfg.DataDir, tc.cfg.NodeID, tc.cfg.Logger = t.TempDir(), "n", testLogger(t)
+		s, err := Open(ctx, tc.cfg)
+		if err == nil {
+			s.Close()
+			t.Errorf("%s: Open succeeded", tc.name)
+			continue
+		}
+		if !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want invalid mentioning %q", tc.name, err, tc.want)
+		}
+	}
+}

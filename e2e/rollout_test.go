@@ -276,3 +276,18 @@ func TestDeployInterruptedThroughCLI(t *testing.T) {
 		t.Fatalf("spec after the cancel = %v, want v1's", st.Spec)
 	}
 }
+
+// A service without a health check whose process exits at once fails its
+// deploy: running for an instant is not ready (minimum uptime of 1s).
+func TestDeployOfAnInstantExitFails(t *testing.T) {
+	ref := webImage(t)
+	d := startDev(t)
+	f := filepath.Join(t.TempDir(), "svc.yaml")
+	if err := os.WriteFile(f, []byte("name: quick\nimage: "+ref+"\ncommand: [sh, -c, 'exit 3']\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := d.cli("deploy", "-f", f, "--timeout", "60s")
+	if err == nil || !strings.Contains(out, "exit code 3") {
+		t.Fatalf("deploy of a command that exits at once: err %v, want a failure naming exit code 3\n%s", err, out)
+	}
+}

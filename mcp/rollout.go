@@ -34,6 +34,12 @@ const (
 	// rolloutRecheck rereads the service even without a change
 	// notification, so a missed one cannot stall a wait.
 	rolloutRecheck = 2 * time.Second
+	// minReadyWithoutCheck is how long an instance of a service without a
+	// health check must have been running to count as ready, so that a
+	// process that exits at once (a bad command, a missing file) fails the
+	// rollout instead of passing it in the instant it ran. Nomad's
+	// min_healthy_time and Kubernetes' minReadySeconds do this job.
+	minReadyWithoutCheck = time.Second
 	// revertTimeout bounds the revert made after a waiting call is
 	// cancelled (its own context is done by then).
 	revertTimeout = 15 * time.Second
@@ -90,8 +96,9 @@ type rolloutView struct {
 	done    bool
 }
 
-func viewRollout(st *api.ServiceStatus, version int) rolloutView {
+func viewRollout(st *api.ServiceStatus, version int, now time.Time) rolloutView {
 	var v rolloutView
+	_, checked := st.Spec["health"]
 	for i := range st.Instances {
 		in := &st.Instances[i]
 		switch {
@@ -99,7 +106,8 @@ func viewRollout(st *api.ServiceStatus, version int) rolloutView {
 			if v.failed == nil {
 				v.failed = in
 			}
-		case in.SpecVersion == version && in.State == "running" && in.Healthy:
+		case in.SpecVersion == version && in.State == "running" && in.Healthy &&
+			(checked || in.StartedAt == nil || now.Sub(*in.StartedAt) >= minReadyWithoutCheck):
 			v.ready++ // an instance without a check is healthy once it runs
 		case in.SpecVersion == version:
 			v.waiting = append(v.waiting, in.ID+" "+in.State)
@@ -193,7 +201,7 @@ func (s *Server) waitRollout(ctx context.Context, req *sdk.CallToolRequest, res 
 			s.log.Warn("reading a service during a rollout", "service", res.Service, "error", err)
 		case err == nil && st != nil:
 			last = st
-			v := viewRollout(st, res.Version)
+			v := viewRollout(st, res.Version, time.Now())
 			out.Ready, out.Desired = v.ready, st.Desired
 			if v.ready > sent {
 				sent = v.ready
@@ -220,7 +228,7 @@ func (s *Server) waitRollout(ctx context.Context, req *sdk.CallToolRequest, res 
 			recheck.Stop()
 			msg := fmt.Sprintf("timed out after %s waiting for %s", timeout, res.Service)
 			if last != nil {
-				v := viewRollout(last, res.Version)
+				v := viewRollout(last, res.Version, time.Now())
 				msg += ": " + progressLine(last, res.Version, v)
 			}
 			return finish(api.RolloutTimedOut, msg)
@@ -323,7 +331,7 @@ func (s *Server) cancelDeploy(ctx context.Context, _ *sdk.CallToolRequest, in ap
 	if err := s.checkNotRevert(ctx, in.Name, st.Version); err != nil {
 		return api.CancelDeployResult{}, "", err
 	}
-	if v := viewRollout(st, st.Version); v.done {
+	if v := viewRollout(st, st.Version, time.Now()); v.done {
 		return api.CancelDeployResult{}, "", &toolError{cat: errdefs.ErrConflict,
 			msg: fmt.Sprintf("no rollout of service %q is in progress: all %d instance%s run version %d and are ready; nothing changed. To go back to an earlier version, use rollback_service (versions: service_history)",
 				in.Name, v.ready, plural(v.ready), st.Version)}

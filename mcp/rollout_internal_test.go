@@ -33,7 +33,7 @@ func TestViewRollout(t *testing.T) {
 		{"new failed", []api.InstanceStatus{{ID: "web-0-x", SpecVersion: 2, State: "failed", ExitCode: &code, Reason: "OOMKilled"}}, 1, false, "exit code 137 (OOMKilled)"},
 		{"old failed is ignored", []api.InstanceStatus{inst(1, "failed"), inst(2, "running")}, 1, true, ""},
 	} {
-		v := viewRollout(&api.ServiceStatus{Name: "web", Version: 2, Desired: tc.desired, Instances: tc.instances}, 2)
+		v := viewRollout(&api.ServiceStatus{Name: "web", Version: 2, Desired: tc.desired, Instances: tc.instances}, 2, time.Now())
 		fail := ""
 		if v.failed != nil {
 			fail = v.failure()
@@ -42,8 +42,24 @@ func TestViewRollout(t *testing.T) {
 			t.Errorf("%s: done=%v failure=%q", tc.name, v.done, fail)
 		}
 	}
+	// Without a health check, an instance counts once it has run for
+	// minReadyWithoutCheck: one that exits at once must not pass.
+	now := time.Now()
+	just, before := now.Add(-100*time.Millisecond), now.Add(-2*minReadyWithoutCheck)
+	fresh := api.InstanceStatus{ID: "web-2-f", SpecVersion: 2, State: "running", Healthy: true, StartedAt: &just}
+	settled := api.InstanceStatus{ID: "web-2-s", SpecVersion: 2, State: "running", Healthy: true, StartedAt: &before}
+	if v := viewRollout(&api.ServiceStatus{Version: 2, Desired: 1, Instances: []api.InstanceStatus{fresh}}, 2, now); v.done || v.ready != 0 {
+		t.Errorf("an instance running for 100ms without a check counts as ready: %+v", v)
+	}
+	if v := viewRollout(&api.ServiceStatus{Version: 2, Desired: 1, Instances: []api.InstanceStatus{settled}}, 2, now); !v.done {
+		t.Errorf("an instance running for 2s without a check is not ready: %+v", v)
+	}
+	checked := &api.ServiceStatus{Version: 2, Desired: 1, Spec: map[string]any{"health": map[string]any{}}, Instances: []api.InstanceStatus{fresh}}
+	if v := viewRollout(checked, 2, now); !v.done {
+		t.Errorf("a passing health check is enough, whatever the uptime: %+v", v)
+	}
 	// A service at another version is not done with this one.
-	if v := viewRollout(&api.ServiceStatus{Version: 3, Desired: 1, Instances: []api.InstanceStatus{inst(2, "running")}}, 2); v.done {
+	if v := viewRollout(&api.ServiceStatus{Version: 3, Desired: 1, Instances: []api.InstanceStatus{inst(2, "running")}}, 2, time.Now()); v.done {
 		t.Error("a superseded version counts as done")
 	}
 }
@@ -57,14 +73,14 @@ func TestProgressLine(t *testing.T) {
 		{ID: "web-1-b", SpecVersion: 4, State: "running", Healthy: true},
 		{ID: "web-2-c", SpecVersion: 4, State: "starting"},
 	}}
-	if got := progressLine(st, 4, viewRollout(st, 4)); got != "web: 2/3 instances of version 4 ready; web-2-c starting" {
+	if got := progressLine(st, 4, viewRollout(st, 4, t0)); got != "web: 2/3 instances of version 4 ready; web-2-c starting" {
 		t.Errorf("progress line = %q", got)
 	}
 	st.Events = []api.Event{
 		{Time: t0, Type: "Scheduled", Instance: "web-0-a"},
 		{Time: t0.Add(time.Second), Type: "Pending", Message: "no node has 2 CPUs free"},
 	}
-	if got := progressLine(st, 4, viewRollout(st, 4)); !strings.HasSuffix(got, "; waiting: no node has 2 CPUs free") {
+	if got := progressLine(st, 4, viewRollout(st, 4, t0)); !strings.HasSuffix(got, "; waiting: no node has 2 CPUs free") {
 		t.Errorf("progress line with a pending reason = %q", got)
 	}
 	st.Events = append(st.Events, api.Event{Time: t0.Add(2 * time.Second), Type: "Scheduled", Instance: "web-2-c"})

@@ -146,7 +146,9 @@ func (c *Cluster) reconcile(s *service) {
 	}
 	for slot := len(s.instances); slot < s.spec.Replicas; slot++ {
 		c.nextID++
-		started := c.now()
+		// The double's instances start at once and stay up: report them as
+		// up for two seconds, past the one-second minimum uptime of readiness.
+		started := c.now().Add(-2 * time.Second)
 		inst := api.InstanceStatus{
 			ID:          fmt.Sprintf("%s-%d-%06x", s.spec.Name, slot, c.nextID),
 			Slot:        slot,

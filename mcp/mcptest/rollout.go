@@ -3,6 +3,7 @@ package mcptest
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/gantry-dev/gantry/api"
 	"github.com/gantry-dev/gantry/errdefs"
@@ -42,7 +43,7 @@ func (c *Cluster) Advance(name string) bool {
 	}
 	for i := range s.instances {
 		if in := &s.instances[i]; in.State != "running" {
-			started := c.now()
+			started := c.now().Add(-2 * time.Second) // settled, as in cluster.go
 			in.State, in.Healthy, in.StartedAt = "running", true, &started
 			c.notifyLocked()
 			return true

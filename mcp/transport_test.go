@@ -294,10 +294,13 @@ func TestServeClosesSessions(t *testing.T) {
 		if err != nil {
 			t.Errorf("Serve = %v", err)
 		}
-	case <-time.After(4 * time.Second):
-		t.Fatal("Serve did not return within 4s of the shutdown")
+	case <-time.After(8 * time.Second):
+		t.Fatal("Serve did not return within 8s of the shutdown")
 	}
-	if took := time.Since(start); took > 2*time.Second || srv.OpenSessions() != 0 {
+	// Without closing the sessions, Shutdown waits out its whole 5s grace
+	// for the open GET stream; the bound stays below that, with room for a
+	// loaded 2-core machine under -race (2.15s was seen).
+	if took := time.Since(start); took > 4*time.Second || srv.OpenSessions() != 0 {
 		t.Errorf("shutdown took %v with %d sessions open", took, srv.OpenSessions())
 	}
 	_ = e

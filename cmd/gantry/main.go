@@ -17,6 +17,8 @@ func main() {
 	// Server-side commands are registered here so that package cli stays a
 	// pure MCP client.
 	cli.Register("dev", "run a single-node cluster in this process", cluster.RunDev)
+	cli.Register("server", "run a cluster server (Raft, node RPC, gossip, MCP endpoint)", cluster.RunServer)
+	cli.Register("worker", "run a cluster worker: the node agent that runs instances", cluster.RunWorker)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)

@@ -1,0 +1,285 @@
+package cluster
+
+// `gantry worker`: a node that runs instances. It joins with a worker join
+// token (or reuses its certificate), gossips its CPU, memory, zone and
+// labels, registers its node record, and runs worker.Worker over the RPC
+// remote store, whose last assignment is cached on disk: with no server
+// reachable the worker keeps its containers running and removes nothing.
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/gantry-dev/gantry/errdefs"
+	"github.com/gantry-dev/gantry/image"
+	"github.com/gantry-dev/gantry/membership"
+	"github.com/gantry-dev/gantry/network"
+	"github.com/gantry-dev/gantry/pki"
+	"github.com/gantry-dev/gantry/rpc"
+	"github.com/gantry-dev/gantry/runtime"
+	"github.com/gantry-dev/gantry/spec"
+	"github.com/gantry-dev/gantry/state"
+	"github.com/gantry-dev/gantry/worker"
+)
+
+// WorkerOptions configure `gantry worker`.
+type WorkerOptions struct {
+	Node NodeOptions
+	// Container runtime and network, as for gantry dev.
+	OCIRuntime string
+	Insecure   []string
+	Subnet     string
+	Bridge     string
+	RunDir     string
+	PortRange  [2]int
+	// What the node offers the scheduler.
+	CPU    int64 // millicores
+	Memory int64 // bytes
+	Zone   string
+	Labels map[string]string
+}
+
+// ParseWorkerFlags parses the flags of `gantry worker`.
+func ParseWorkerFlags(args []string, stderr io.Writer) (*WorkerOptions, error) {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := &WorkerOptions{}
+	var level, ports, cpu, mem string
+	var join, insecure, labels stringList
+	registerNodeFlags(fs, &o.Node, &level, &join)
+	fs.StringVar(&o.OCIRuntime, "oci-runtime", "runc", "runc-compatible OCI runtime binary: a name on PATH or a path (runc, crun, youki)")
+	fs.Var(&insecure, "insecure-registry", "registry host[:port] that may be reached over plain http (repeatable; loopback registries always may)")
+	fs.StringVar(&o.Subnet, "subnet", "10.88.0.0/16", "container network subnet")
+	fs.StringVar(&o.Bridge, "bridge", "gantry0", "container network bridge name")
+	fs.StringVar(&o.RunDir, "run-dir", "/run/gantry", "directory for runtime state that ends with a reboot: the OCI runtime's root and network namespaces")
+	fs.StringVar(&ports, "port-range", "20000-32767", "host ports for dynamically published ports, LO-HI")
+	fs.StringVar(&cpu, "cpu", "", "CPU this node offers to instances, e.g. 2 or 1500m (default: every CPU)")
+	fs.StringVar(&mem, "memory", "", "memory this node offers to instances, e.g. 4Gi (default: all of it)")
+	fs.StringVar(&o.Zone, "zone", "", "failure zone of this node (also its label zone=)")
+	fs.Var(&labels, "label", "node label KEY=VALUE (repeatable)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: gantry worker [flags]\n\nRuns a Gantry worker: the node agent that runs instances. First start: --join SERVER --token WORKER_TOKEN.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, errdefs.WithHint(fmt.Errorf("%v: %w", err, errdefs.ErrInvalid), "see gantry worker -h")
+	}
+	if fs.NArg() > 0 {
+		return nil, errdefs.WithHint(fmt.Errorf("unexpected argument %q: %w", fs.Arg(0), errdefs.ErrInvalid), "gantry worker takes only flags")
+	}
+	if err := checkNodeFlags(&o.Node, level, join); err != nil {
+		return nil, err
+	}
+	o.Insecure = insecure
+	lo, hi, ok := strings.Cut(ports, "-")
+	a, err1 := strconv.Atoi(lo)
+	b, err2 := strconv.Atoi(hi)
+	if !ok || err1 != nil || err2 != nil || a < 1024 || b > 65535 || a >= b {
+		return nil, fmt.Errorf("--port-range %q: want LO-HI with 1024 <= LO < HI <= 65535: %w", ports, errdefs.ErrInvalid)
+	}
+	o.PortRange = [2]int{a, b}
+	o.CPU = int64(goruntime.NumCPU()) * 1000
+	if cpu != "" {
+		c, err := spec.ParseCPU(cpu)
+		if err != nil {
+			return nil, fmt.Errorf("--cpu: %w", err)
+		}
+		o.CPU = int64(c)
+	}
+	o.Memory = memTotal()
+	if mem != "" {
+		m, err := spec.ParseBytes(mem)
+		if err != nil {
+			return nil, fmt.Errorf("--memory: %w", err)
+		}
+		o.Memory = int64(m)
+	}
+	o.Labels = map[string]string{}
+	for _, l := range labels {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--label %q: want KEY=VALUE: %w", l, errdefs.ErrInvalid)
+		}
+		o.Labels[k] = v
+	}
+	if o.Zone != "" {
+		o.Labels["zone"] = o.Zone
+	}
+	if !filepath.IsAbs(o.RunDir) {
+		abs, err := filepath.Abs(o.RunDir)
+		if err != nil {
+			return nil, err
+		}
+		o.RunDir = abs
+	}
+	return o, nil
+}
+
+// RunWorker is the `gantry worker` subcommand.
+func RunWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := ParseWorkerFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.Node.LogLevel}))
+	return Worker(ctx, o, log, func() { fmt.Fprintf(stdout, "gantry worker %s is ready\n", o.Node.Name) })
+}
+
+// assignmentFile caches, in the data dir, the last assignment a server sent.
+const assignmentFile = "assignment.json"
+
+// Worker runs a worker node until ctx is done. ready is called once it runs.
+func Worker(ctx context.Context, o *WorkerOptions, log *slog.Logger, ready func()) error {
+	if os.Geteuid() != 0 {
+		return errdefs.WithHint(fmt.Errorf("gantry worker must run as root (it creates containers, mounts and network namespaces): %w", errdefs.ErrPermission),
+			"run it with sudo")
+	}
+	dataDir := o.Node.DataDir
+	for _, d := range []string{dataDir, o.RunDir, "/run/gantry-bridges"} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	for _, l := range []struct{ dir, name, hint string }{
+		{dataDir, "gantry.lock", "use another --data-dir"},
+		{o.RunDir, "gantry.lock", "give each gantry its own --run-dir, --bridge and --subnet"},
+		{"/run/gantry-bridges", o.Bridge + ".lock", "give each gantry its own --bridge and --subnet"},
+	} {
+		unlock, err := lockDir(l.dir, l.name, dataDir, l.hint)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
+	log = log.With("node", o.Node.Name)
+	start := time.Now()
+	gossipAddr := advertised(o.Node.GossipAddr, o.Node.Advertise)
+
+	id, err := loadIdentity(dataDir, pki.RoleWorker, o.Node.Name)
+	if errdefs.IsNotFound(err) {
+		if _, err := joinCluster(ctx, &o.Node, pki.RoleWorker, "", "", gossipAddr, log); err != nil {
+			return err
+		}
+		id, err = loadIdentity(dataDir, pki.RoleWorker, o.Node.Name)
+	}
+	if err != nil {
+		return err
+	}
+	caPEM := id.cert.CAPEM
+	peers := readPeers(dataDir)
+	servers := mergeAddrs(peers.Servers, o.Node.Join...)
+	if len(servers) == 0 {
+		return errdefs.WithHint(fmt.Errorf("no server address known (%s is missing): %w", filepath.Join(dataDir, peersFile), errdefs.ErrInvalid),
+			"pass --join SERVER")
+	}
+	client := rpc.NewClient(servers, id.reloader.ClientTLS(caPEM, pki.RoleServer), log.With("component", "rpc"))
+	defer client.Close()
+
+	rt, err := runtime.New(ctx, runtime.Options{Binary: o.OCIRuntime, Root: filepath.Join(o.RunDir, "runc"), Logger: log})
+	if err != nil {
+		return fmt.Errorf("--oci-runtime %s: %w", o.OCIRuntime, err)
+	}
+	imgs, err := image.Open(filepath.Join(dataDir, "images"), image.Options{Insecure: o.Insecure, Logger: log})
+	if err != nil {
+		return err
+	}
+	initPath, err := runtime.InstallInit(filepath.Join(dataDir, "bin"))
+	if err != nil {
+		return err
+	}
+	nw, err := network.New(ctx, network.Options{CacheDir: filepath.Join(dataDir, "cni"), NetNSDir: filepath.Join(o.RunDir, "netns"),
+		Bridge: o.Bridge, Subnet: o.Subnet, Logger: log})
+	if err != nil {
+		return err
+	}
+
+	ml, err := membership.New(ctx, membership.Config{Name: o.Node.Name, Bind: o.Node.GossipAddr, Advertise: gossipAddr, Key: id.gossipKey,
+		Meta:   membership.Meta{Role: membership.RoleWorker, CPU: o.CPU, Memory: o.Memory, Zone: o.Zone, Labels: o.Labels},
+		Logger: log.With("component", "gossip")})
+	if err != nil {
+		return fmt.Errorf("gossip on %s: %w", o.Node.GossipAddr, err)
+	}
+	defer func() {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = ml.Leave(lctx, time.Second)
+		_ = ml.Shutdown()
+	}()
+
+	rs, err := rpc.OpenRemoteStore(ctx, rpc.RemoteStoreConfig{Client: client, Node: o.Node.Name,
+		CacheFile: filepath.Join(dataDir, assignmentFile), Logger: log.With("component", "remote-store")})
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+
+	joined := start
+	if fi, err := os.Stat(filepath.Join(tlsDir(dataDir), pki.CAFile)); err == nil {
+		joined = fi.ModTime()
+	}
+	node := state.Node{ID: o.Node.Name, Name: o.Node.Name, Addr: o.Node.Advertise, Status: state.NodeReady,
+		CPU: o.CPU, Memory: o.Memory, Labels: maps.Clone(o.Labels), Runtime: rt.Name(), JoinedAt: joined.UTC(), SeenAt: time.Now().UTC()}
+	// Queued by the remote store while no server answers.
+	if _, err := rs.Apply(ctx, state.PutNode{Node: node}); err != nil {
+		log.Warn("register node", "err", err)
+	}
+	wk, err := worker.New(worker.Config{NodeID: o.Node.Name, Dir: filepath.Join(dataDir, "instances"), InitPath: initPath,
+		Store: rs, Images: imgs, Runtime: rt, Network: nw, Logger: log, PortMin: o.PortRange[0], PortMax: o.PortRange[1]})
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return wk.Run(gctx) })
+	g.Go(func() error {
+		return gossipLoop(gctx, ml, func() []string { return serverGossip(readPeers(dataDir), ml, o.Node.Join) }, log)
+	})
+	log.Info("gantry worker started", "servers", servers, "gossip", ml.Addr(), "runtime", rt.Name(), "online", rs.Online(),
+		"startup", time.Since(start).Round(time.Millisecond))
+	if ready != nil {
+		ready()
+	}
+	err = g.Wait()
+	log.Info("gantry worker stopped; containers keep running and are re-adopted at the next start")
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// serverGossip is where a worker looks for gossip peers: the servers it was
+// told about at join, those it has seen gossip, and the --join hosts on the
+// default gossip port.
+func serverGossip(p knownPeers, ml *membership.Membership, join []string) []string {
+	out := p.GossipPeers
+	for _, m := range ml.Members() {
+		if m.Meta.Role == membership.RoleServer {
+			out = mergeAddrs(out, m.Addr)
+		}
+	}
+	for _, j := range join {
+		if h, _, err := net.SplitHostPort(j); err == nil {
+			out = mergeAddrs(out, withPort(h, DefaultGossipPort))
+		}
+	}
+	return out
+}

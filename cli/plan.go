@@ -7,7 +7,9 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
+	"time"
 
 	"github.com/gantry-dev/gantry/api"
 )
@@ -151,20 +153,22 @@ func (c *historyCmd) Run(ctx context.Context, args []string) error {
 // changeCmd is gantry restart and gantry rollback: a change that can be
 // planned with --dry-run.
 type changeCmd struct {
-	app    *app
-	fs     *flag.FlagSet
-	name   string
-	dryRun bool
+	app     *app
+	fs      *flag.FlagSet
+	name    string
+	dryRun  bool
+	wait    bool
+	timeout time.Duration
 }
 
 var restartHelp = cmdHelp{
-	usage: "restart NAME [--dry-run]",
+	usage: "restart NAME [--dry-run] [--wait [--timeout 5m]]",
 	summary: `Restart the instances of service NAME without changing its spec: they are
 replaced one at a time, each once the others are ready.`,
 }
 
 var rollbackHelp = cmdHelp{
-	usage: "rollback NAME VERSION [--dry-run]",
+	usage: "rollback NAME VERSION [--dry-run] [--wait [--timeout 5m]]",
 	summary: `Deploy spec VERSION of service NAME again, as a new version (see gantry
 history); the replica count stays as it is.`,
 }
@@ -175,6 +179,8 @@ func newRollbackCmd(a *app) *changeCmd { return newChangeCmd(a, "rollback") }
 func newChangeCmd(a *app, name string) *changeCmd {
 	c := &changeCmd{app: a, fs: newFlagSet(name), name: name}
 	c.fs.BoolVar(&c.dryRun, "dry-run", false, "change nothing: print the plan and its ID for gantry apply")
+	c.fs.BoolVar(&c.wait, "wait", false, "wait until every instance runs the new version and is ready, printing progress")
+	c.fs.DurationVar(&c.timeout, "timeout", 5*time.Minute, "with --wait: how long to wait (at most 1h)")
 	a.g.register(c.fs)
 	return c
 }
@@ -193,7 +199,7 @@ func (c *changeCmd) Run(ctx context.Context, args []string) error {
 		if err := exactArgs("restart", pos, "NAME"); err != nil {
 			return err
 		}
-		tool, in = api.ToolRestartService, api.RestartInput{Name: pos[0], DryRun: c.dryRun}
+		tool, in = api.ToolRestartService, api.RestartInput{Name: pos[0], DryRun: c.dryRun, Wait: c.waits(), Timeout: c.waitTimeout()}
 	} else {
 		pos, err := c.app.parse(c.fs, rollbackHelp, args)
 		if err != nil {
@@ -206,7 +212,7 @@ func (c *changeCmd) Run(ctx context.Context, args []string) error {
 		if err != nil || v < 1 {
 			return usagef("rollback", "VERSION: expected a version number such as 1 (see gantry history %s), got %q", pos[0], pos[1])
 		}
-		tool, in = api.ToolRollbackService, api.RollbackInput{Name: pos[0], Version: v, DryRun: c.dryRun}
+		tool, in = api.ToolRollbackService, api.RollbackInput{Name: pos[0], Version: v, DryRun: c.dryRun, Wait: c.waits(), Timeout: c.waitTimeout()}
 	}
 	cl, err := c.app.connect(ctx)
 	if err != nil {
@@ -214,15 +220,53 @@ func (c *changeCmd) Run(ctx context.Context, args []string) error {
 	}
 	defer cl.Close()
 	var res api.ChangeResult
-	if err := cl.call(ctx, tool, in, &res); err != nil {
+	var mu sync.Mutex
+	done := false
+	err = cl.callWithProgress(ctx, tool, in, &res, func(n *progressParams) {
+		mu.Lock()
+		defer mu.Unlock()
+		if n.Message != "" && !done {
+			fmt.Fprintln(c.app.stdout, n.Message)
+		}
+	})
+	mu.Lock()
+	done = true
+	mu.Unlock()
+	if err != nil {
 		return err
 	}
 	if res.Plan != nil {
 		printPlan(c.app.stdout, res.Plan)
 		return nil
 	}
-	fmt.Fprintf(c.app.stdout, "%s (now version %d)\nfollow the rollout with: gantry status %s\n", res.Message, res.Version, res.Service)
-	return nil
+	r := res.Rollout
+	if !c.waits() || r == nil {
+		fmt.Fprintf(c.app.stdout, "%s (now version %d)\nfollow the rollout with: gantry status %s\n", res.Message, res.Version, res.Service)
+		return nil
+	}
+	fmt.Fprintf(c.app.stdout, "%s (now version %d)\n", res.Message, res.Version)
+	switch r.Outcome {
+	case api.RolloutReady:
+		fmt.Fprintf(c.app.stdout, "service %s: %d/%d instances running at version %d (%s)\n", res.Service, r.Ready, r.Desired, r.Version, r.Elapsed)
+		return nil
+	case api.RolloutFailed:
+		return fmt.Errorf("%s\nsee its output with: gantry logs %s --instance %s", r.Message, res.Service, r.Instance)
+	case api.RolloutTimedOut:
+		return fmt.Errorf("%s; check with: gantry status %s", r.Message, res.Service)
+	default:
+		return fmt.Errorf("rollout of %s version %d stopped: %s", res.Service, r.Version, r.Message)
+	}
+}
+
+// waits reports whether the call waits for its rollout (never a dry run).
+func (c *changeCmd) waits() bool { return c.wait && !c.dryRun }
+
+// waitTimeout is the timeout sent with a waiting call ("" otherwise).
+func (c *changeCmd) waitTimeout() string {
+	if !c.waits() {
+		return ""
+	}
+	return c.timeout.String()
 }
 
 // plan runs a dry-run deploy of the file's text and prints the plan.

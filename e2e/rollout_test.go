@@ -291,3 +291,26 @@ func TestDeployOfAnInstantExitFails(t *testing.T) {
 		t.Fatalf("deploy of a command that exits at once: err %v, want a failure naming exit code 3\n%s", err, out)
 	}
 }
+
+// gantry restart and rollback can wait for their rollout like deploy does.
+func TestRestartAndRollbackWaitThroughCLI(t *testing.T) {
+	ref := webImage(t)
+	d := startDev(t)
+	d.deploy("name: rw\nimage: " + ref + "\ncommand: [/bin/httpd]\nargs: [-f, -p, '8080', -h, /www]\nreplicas: 2\n")
+	d.waitFor("rw", 60*time.Second, "2 running", running(2))
+	out, err := d.cli("restart", "rw", "--wait", "--timeout", "60s")
+	if err != nil || !strings.Contains(out, "2/2 instances running at version 2") {
+		t.Fatalf("gantry restart --wait: %v\n%s", err, out)
+	}
+	d.deploy("name: rw\nimage: " + ref + "\ncommand: [/bin/httpd]\nargs: [-f, -p, '8080', -h, /www]\nreplicas: 2\nenv: {V: '3'}\n")
+	d.waitFor("rw", 60*time.Second, "version 3 running", func(s api.ServiceStatus) bool {
+		return s.Version == 3 && s.Running == 2 && len(s.Instances) == 2 && s.Instances[0].SpecVersion == 3 && s.Instances[1].SpecVersion == 3
+	})
+	out, err = d.cli("rollback", "rw", "1", "--wait", "--timeout", "60s")
+	if err != nil || !strings.Contains(out, "2/2 instances running at version 4") {
+		t.Fatalf("gantry rollback --wait: %v\n%s", err, out)
+	}
+	if s := d.service("rw"); s.Version != 4 || s.Running != 2 {
+		t.Fatalf("after rollback: version %d, %d running", s.Version, s.Running)
+	}
+}

@@ -84,6 +84,8 @@ node_make() {
   ip -n "$ns" -4 -o addr show dev eth0 | grep -q " $nip/24 " || ip -n "$ns" addr add "$nip/24" dev eth0
   ip -n "$ns" link set eth0 up
   ip -n "$ns" route replace default via "$HOST_IP"
+  # IPv4 only: no IPv6 link-local path around the partition rules.
+  ip netns exec "$ns" sh -c 'f=/proc/sys/net/ipv6/conf/all/disable_ipv6; [ ! -e $f ] || echo 1 > $f'
   # The node's cgroup, then the kept mount namespace (which copies the
   # hierarchy's mount): the node's /sys, the host's cgroups under it.
   (

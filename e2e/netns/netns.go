@@ -228,6 +228,11 @@ func (b *Bed) create(ctx context.Context, n int) error {
 			[]string{"ip", "-n", nd.NS, "route", "add", "default", "via", b.HostIP.String()}); err != nil {
 			return err
 		}
+		// IPv4 only: no IPv6 (link-local addresses come by themselves)
+		// that could carry traffic around the partition rules.
+		if err := nd.Do(func() error { return disableIPv6() }); err != nil {
+			return err
+		}
 		// The cgroup first: the mount namespace copies the host's mounts,
 		// the hierarchy's included, when it is made.
 		if err := makeCgroup(ctx, nd); err != nil {
@@ -518,6 +523,16 @@ func nsExists(ns string) bool {
 func linkExists(name string) bool {
 	_, err := os.Stat("/sys/class/net/" + name)
 	return err == nil
+}
+
+// disableIPv6 turns IPv6 off in the calling thread's network namespace
+// (/proc/sys/net is the reader's), if the kernel has it at all.
+func disableIPv6() error {
+	err := os.WriteFile("/proc/sys/net/ipv6/conf/all/disable_ipv6", []byte("1"), 0o644)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("netns: disable IPv6: %w", err)
+	}
+	return nil
 }
 
 func bridgeNF() bool {

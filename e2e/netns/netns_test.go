@@ -371,6 +371,9 @@ func TestExecSysfsCgroupsAndMounts(t *testing.T) {
 	b := NewT(t, 1)
 	n := b.Node(1)
 	ctx := context.Background()
+	if out, err := n.Run(ctx, "ip", "-6", "addr"); err != nil || strings.TrimSpace(out) != "" {
+		t.Errorf("IPv6 in a node (a way around partitions): %q, %v", out, err)
+	}
 	out, err := n.Run(ctx, "ls", "/sys/class/net")
 	if err != nil || strings.Fields(out)[0] != "eth0" || strings.Contains(out, b.Bridge) {
 		t.Errorf("/sys/class/net in the node: %q, %v; want eth0 and lo only", out, err)

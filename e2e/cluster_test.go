@@ -1,0 +1,454 @@
+package e2e
+
+// A real cluster on one machine: `gantry server` and `gantry worker`
+// processes, each in its own network namespace of an e2e/netns bed, talking
+// mutual TLS and gossip over the bed's bridge.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/gantry-dev/gantry/api"
+	"github.com/gantry-dev/gantry/e2e/netns"
+	"github.com/gantry-dev/gantry/image/imagetest"
+)
+
+// clusterNode is one gantry server or worker process in a bed node.
+type clusterNode struct {
+	t       *testing.T
+	name    string
+	node    *netns.Node
+	dataDir string
+	runDir  string
+	args    []string
+	cmd     *exec.Cmd
+	waited  chan error
+}
+
+// start launches the node's process with its args.
+func (c *clusterNode) start(ctx context.Context) {
+	c.t.Helper()
+	logf, err := os.OpenFile(filepath.Join(c.dataDir, "gantry.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.cmd = c.node.Exec(ctx, append([]string{gantryBin}, c.args...)...)
+	c.cmd.Stdout, c.cmd.Stderr = logf, logf
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := c.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	logf.Close()
+	c.waited = make(chan error, 1)
+	go func(cmd *exec.Cmd, ch chan error) { ch <- cmd.Wait() }(c.cmd, c.waited)
+}
+
+// kill9 ends the process with SIGKILL and waits for it.
+func (c *clusterNode) kill9() {
+	if c.cmd == nil || c.waited == nil {
+		return
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGKILL)
+	<-c.waited
+	c.waited = nil
+}
+
+func (c *clusterNode) log() string {
+	b, _ := os.ReadFile(filepath.Join(c.dataDir, "gantry.log"))
+	if len(b) > 6000 {
+		b = b[len(b)-6000:]
+	}
+	return string(b)
+}
+
+// health is a server's /healthz, parsed: role, leader and voters.
+type health struct {
+	role, leader string
+	voters       []string
+}
+
+func (c *clusterNode) health(ctx context.Context) (health, error) {
+	hc := &http.Client{Transport: c.node.HTTPTransport(nil), Timeout: time.Second}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:7433/healthz", nil)
+	if err != nil {
+		return health{}, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return health{}, err
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	var h health
+	for _, l := range strings.Split(b.String(), "\n") {
+		k, v, _ := strings.Cut(l, ": ")
+		switch k {
+		case "role":
+			h.role = v
+		case "leader":
+			h.leader = v
+		case "peer":
+			if f := strings.Fields(v); len(f) == 3 && f[2] == "voter" {
+				h.voters = append(h.voters, f[0])
+			}
+		}
+	}
+	return h, nil
+}
+
+func (c *clusterNode) token() string {
+	b, err := os.ReadFile(filepath.Join(c.dataDir, "admin.token"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// mcpSession connects to the server's MCP endpoint from inside its node.
+func (c *clusterNode) mcpSession(ctx context.Context) *mcp.ClientSession {
+	c.t.Helper()
+	client := mcp.NewClient(&mcp.Implementation{Name: "gantry-e2e-cluster", Version: "1"}, nil)
+	tr := &mcp.StreamableClientTransport{Endpoint: "http://127.0.0.1:7433/mcp",
+		HTTPClient: &http.Client{Transport: bearer{c.token(), c.node.HTTPTransport(nil)}}}
+	s, err := client.Connect(ctx, tr, nil)
+	if err != nil {
+		c.t.Fatalf("connect MCP of %s: %v\n%s", c.name, err, c.log())
+	}
+	c.t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func clusterCall(ctx context.Context, s *mcp.ClientSession, tool string, args map[string]any, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: args})
+	if err != nil {
+		return err
+	}
+	if res.IsError {
+		var sb strings.Builder
+		for _, c := range res.Content {
+			if tc, ok := c.(*mcp.TextContent); ok {
+				sb.WriteString(tc.Text)
+			}
+		}
+		return &toolError{sb.String()}
+	}
+	if out != nil {
+		raw, err := json.Marshal(res.StructuredContent)
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(raw, out)
+	}
+	return nil
+}
+
+// waitService polls get_service until cond holds.
+func waitService(t *testing.T, ctx context.Context, s *mcp.ClientSession, name string, timeout time.Duration, what string,
+	cond func(api.ServiceStatus) bool, logs func() string) api.ServiceStatus {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var st api.ServiceStatus
+	for {
+		err := clusterCall(ctx, s, "get_service", map[string]any{"name": name}, &st)
+		if err == nil && cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			js, _ := json.MarshalIndent(st, "", "  ")
+			t.Fatalf("timed out after %v waiting for %s: %s (last error %v)\n--- service:\n%s\n--- logs:\n%s", timeout, name, what, err, js, logs())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// runningOn counts the running instances per node.
+func runningOn(s api.ServiceStatus) map[string]int {
+	m := map[string]int{}
+	for _, in := range s.Instances {
+		if in.State == "running" {
+			m[in.Node]++
+		}
+	}
+	return m
+}
+
+// A cluster of 3 servers and 2 workers, each in its own network namespace:
+// the first server bootstraps, the others join with its server token and
+// become voters; a service deployed through a server's MCP endpoint runs
+// on the workers; SIGKILL of the leader gives a new leader within seconds
+// and the service is still readable and scalable through another server;
+// a worker killed with its containers has its instances run elsewhere.
+func TestClusterServersWorkersFailover(t *testing.T) {
+	if skipAll != "" {
+		t.Skip(skipAll)
+	}
+	bed := netns.NewT(t, 5)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+
+	// Images come from a registry on the host, at the bridge address the
+	// nodes reach.
+	ln, err := net.Listen("tcp", net.JoinHostPort(bed.HostIP.String(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	regSrv := &http.Server{Handler: registry.New(registry.Logger(log.New(discard{}, "", 0))), ReadHeaderTimeout: 10 * time.Second}
+	go regSrv.Serve(ln)
+	t.Cleanup(func() { regSrv.Close() })
+	reg := ln.Addr().String()
+	ref := reg + "/e2e/cluster:1"
+	imagetest.PushImage(t, imagetest.Busybox(t, nil), ref)
+
+	nodes := make([]*clusterNode, 5)
+	for i := range nodes {
+		n := bed.Node(i + 1)
+		name := fmt.Sprintf("s%d", i+1)
+		if i >= 3 {
+			name = fmt.Sprintf("w%d", i-2)
+		}
+		c := &clusterNode{t: t, name: name, node: n, dataDir: t.TempDir(), runDir: "/run/gantry-" + bed.Tag() + "-" + name}
+		nodes[i] = c
+		t.Cleanup(func() {
+			c.kill9()
+			_ = n.KillAll(context.Background())
+			_ = syscall.Unmount(filepath.Join(c.runDir, "netns"), syscall.MNT_DETACH)
+			_ = os.RemoveAll(c.runDir)
+			_ = os.Remove("/run/gantry-bridges/g" + bed.Tag() + name + ".lock")
+		})
+	}
+	common := func(c *clusterNode) []string {
+		return []string{"--data-dir", c.dataDir, "--name", c.name, "--advertise", c.node.IP.String(), "--log-level", "debug"}
+	}
+	servers, workers := nodes[:3], nodes[3:]
+	first := servers[0]
+	joinAddr := net.JoinHostPort(first.node.IP.String(), "7434")
+
+	// The first server bootstraps the cluster and writes the join tokens.
+	first.args = append([]string{"server", "--bootstrap"}, common(first)...)
+	start := time.Now()
+	first.start(ctx)
+	waitHealth(t, ctx, first, 30*time.Second, func(h health) bool { return h.role == "leader" })
+	t.Logf("first server leads %v after start", time.Since(start).Round(time.Millisecond))
+	readTok := func(f string) string {
+		b, err := os.ReadFile(filepath.Join(first.dataDir, f))
+		if err != nil {
+			t.Fatalf("join token %s: %v", f, err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	serverTok, workerTok := readTok("server-join.token"), readTok("worker-join.token")
+	if !strings.HasPrefix(serverTok, "gtyj.server.") || !strings.HasPrefix(workerTok, "gtyj.worker.") {
+		t.Fatalf("join tokens: %q, %q", serverTok, workerTok)
+	}
+	for _, f := range []string{"server-join.token", "worker-join.token", "tls/ca-key.pem", "tls/node-key.pem", "tls/gossip.key", "secrets.key"} {
+		if fi, err := os.Stat(filepath.Join(first.dataDir, f)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, mode %v; want 0600", f, err, fi.Mode().Perm())
+		}
+	}
+
+	// A worker token does not make a server.
+	bad := &clusterNode{t: t, name: "s9", node: servers[1].node, dataDir: t.TempDir()}
+	bad.args = append([]string{"server", "--join", joinAddr, "--token", workerTok}, common(bad)...)
+	bad.start(ctx)
+	select {
+	case <-bad.waited:
+		bad.waited = nil
+		if !strings.Contains(bad.log(), "worker token") {
+			t.Errorf("server joining with a worker token: want a clear refusal, got:\n%s", bad.log())
+		}
+	case <-time.After(20 * time.Second):
+		t.Errorf("a server joining with a worker token kept running:\n%s", bad.log())
+		bad.kill9()
+	}
+
+	// Two more servers join; the group has three voters.
+	start = time.Now()
+	for _, s := range servers[1:] {
+		s.args = append([]string{"server", "--join", joinAddr, "--token", serverTok}, common(s)...)
+		s.start(ctx)
+	}
+	for _, s := range servers {
+		waitHealth(t, ctx, s, 30*time.Second, func(h health) bool { return len(h.voters) == 3 && h.leader != "" })
+	}
+	t.Logf("MEASURED join: two servers joined and are voters %v after start", time.Since(start).Round(time.Millisecond))
+
+	// Two workers join.
+	start = time.Now()
+	for _, w := range workers {
+		w.args = append([]string{"worker", "--join", joinAddr, "--token", workerTok, "--insecure-registry", reg,
+			"--bridge", "g" + bed.Tag() + w.name, "--subnet", "10.77.0.0/24", "--run-dir", w.runDir, "--port-range", "41000-42999"}, common(w)...)
+		w.start(ctx)
+	}
+	s2 := servers[1].mcpSession(ctx)
+	allLogs := func() string {
+		var b strings.Builder
+		for _, c := range nodes {
+			fmt.Fprintf(&b, "=== %s\n%s\n", c.name, c.log())
+		}
+		return b.String()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var nl api.NodeList
+		err := clusterCall(ctx, s2, "list_nodes", map[string]any{}, &nl)
+		ready := 0
+		for _, n := range nl.Nodes {
+			if n.Status == "ready" {
+				ready++
+			}
+		}
+		if err == nil && ready == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("workers did not register: %+v, %v\n%s", nl, err, allLogs())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("MEASURED join: two workers registered %v after start", time.Since(start).Round(time.Millisecond))
+
+	// A service deployed through a server (a follower or the leader) runs
+	// on the workers.
+	spec := fmt.Sprintf("name: sleeper\nimage: %s\ncommand: [\"/bin/sleep\", \"3600\"]\nreplicas: 2\nresources: {cpu: 100m, memory: 16Mi}\n", ref)
+	var dr api.DeployResult
+	if err := clusterCall(ctx, s2, "deploy", map[string]any{"spec_yaml": spec}, &dr); err != nil {
+		t.Fatalf("deploy through s2: %v\n%s", err, allLogs())
+	}
+	if !dr.Created {
+		t.Fatalf("deploy: %+v", dr)
+	}
+	start = time.Now()
+	st := waitService(t, ctx, s2, "sleeper", 60*time.Second, "2 running", func(s api.ServiceStatus) bool { return s.Running == 2 }, allLogs)
+	t.Logf("2 instances running %v after deploy: %v", time.Since(start).Round(time.Millisecond), runningOn(st))
+
+	// SIGKILL the leader: another server leads within seconds.
+	h, err := servers[0].health(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leader *clusterNode
+	var others []*clusterNode
+	for _, s := range servers {
+		if s.name == h.leader {
+			leader = s
+		} else {
+			others = append(others, s)
+		}
+	}
+	if leader == nil {
+		t.Fatalf("leader %q is not one of the servers", h.leader)
+	}
+	leader.kill9()
+	killed := time.Now()
+	var newLeader string
+	for newLeader == "" {
+		for _, s := range others {
+			if h, err := s.health(ctx); err == nil && h.leader != "" && h.leader != leader.name {
+				newLeader = h.leader
+			}
+		}
+		if time.Since(killed) > 20*time.Second {
+			t.Fatalf("no new leader 20s after SIGKILL of %s\n%s", leader.name, allLogs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	failover := time.Since(killed)
+	t.Logf("MEASURED leader failover: %s killed, %s leads after %v", leader.name, newLeader, failover.Round(time.Millisecond))
+	if failover > 10*time.Second {
+		t.Errorf("failover took %v, want a few seconds", failover)
+	}
+
+	// Still readable and scalable through another server.
+	via := others[0]
+	if via.name == newLeader {
+		via = others[1] // through a follower: the write is forwarded
+	}
+	sv := via.mcpSession(ctx)
+	if err := clusterCall(ctx, sv, "get_service", map[string]any{"name": "sleeper"}, &st); err != nil || st.Desired != 2 {
+		t.Fatalf("get_service through %s after failover: %+v, %v", via.name, st, err)
+	}
+	if err := clusterCall(ctx, sv, "scale_service", map[string]any{"name": "sleeper", "replicas": 3}, nil); err != nil {
+		t.Fatalf("scale through %s after failover: %v\n%s", via.name, err, allLogs())
+	}
+	st = waitService(t, ctx, sv, "sleeper", 60*time.Second, "3 running", func(s api.ServiceStatus) bool { return s.Running == 3 }, allLogs)
+	t.Logf("scaled to 3 through %s: %v", via.name, runningOn(st))
+
+	// A worker dies with its containers: its instances run on the other.
+	on := runningOn(st)
+	victim, survivor := workers[0], workers[1]
+	if on[victim.name] == 0 {
+		victim, survivor = survivor, victim
+	}
+	if err := victim.node.KillAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	victim.waited, victim.cmd = nil, nil
+	killed = time.Now()
+	st = waitService(t, ctx, sv, "sleeper", 60*time.Second, "3 running on "+survivor.name, func(s api.ServiceStatus) bool {
+		return runningOn(s)[survivor.name] == 3
+	}, allLogs)
+	t.Logf("MEASURED worker loss: %s killed, its instances running on %s after %v", victim.name, survivor.name, time.Since(killed).Round(time.Millisecond))
+	var nl api.NodeList
+	if err := clusterCall(ctx, sv, "list_nodes", map[string]any{}, &nl); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nl.Nodes {
+		if n.Name == victim.name && n.Status != "down" {
+			t.Errorf("node %s is %s after its worker died, want down", n.Name, n.Status)
+		}
+	}
+
+	// Remove the service so the survivor stops its containers before the
+	// bed goes.
+	_ = clusterCall(ctx, sv, "remove_service", map[string]any{"name": "sleeper"}, nil)
+	waitGone := time.Now().Add(30 * time.Second)
+	for time.Now().Before(waitGone) {
+		if err := clusterCall(ctx, sv, "get_service", map[string]any{"name": "sleeper"}, &st); err != nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func waitHealth(t *testing.T, ctx context.Context, c *clusterNode, timeout time.Duration, cond func(health) bool) health {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		h, err := c.health(ctx)
+		if err == nil && cond(h) {
+			return h
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: health %+v, %v after %v\n%s", c.name, h, err, timeout, c.log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }

@@ -5,7 +5,10 @@
 // process of a node.
 //
 // Nodes reach each other and the host (the bridge address, their default
-// gateway); they have no route beyond the host. Every name a Bed creates
+// gateway) over IPv4 (IPv6 is off in nodes); they have no route beyond the
+// host. What a node starts through Exec, containers included, is tracked
+// in a cgroup of its own (see cgroupDir), so KillAll and Close end it all,
+// as a machine losing power would. Every name a Bed creates
 // carries its tag (prefix, the creating process's ID and a sequence
 // number), so Sweep can remove what a crashed run left behind without
 // touching a bed of a process that still runs.

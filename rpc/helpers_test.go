@@ -24,6 +24,7 @@ import (
 
 var (
 	_ worker.Store = (*RemoteStore)(nil)
+	_ Store        = (*state.Store)(nil)
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

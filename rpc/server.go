@@ -157,10 +157,9 @@ func (s *server) handleApply(w http.ResponseWriter, r *http.Request, p peer) {
 		return
 	}
 	res, err := s.cfg.Store.ApplyCommand(r.Context(), cmd)
-	// Leadership lost between the check above and the append. (state's own
-	// NotLeaderError lands here as a 503, which the client reports rather
-	// than retries: it cannot tell it from a write that may be applied.)
-	if errors.Is(err, raft.ErrNotLeader) {
+	// Leadership lost between the check above and the append: nothing was
+	// appended, so the client may send it to the leader.
+	if errors.Is(err, state.ErrNotLeader) || errors.Is(err, raft.ErrNotLeader) {
 		s.notLeader(w, r)
 		return
 	}

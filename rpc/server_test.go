@@ -400,3 +400,30 @@ func TestOversizedBodyRefused(t *testing.T) {
 		t.Errorf("garbage apply = %d %+v, want 400 invalid", status, eb)
 	}
 }
+
+// staleLeader passed the leadership check but lost it before the append.
+type staleLeader struct{ *testStore }
+
+func (staleLeader) IsLeader() bool { return true }
+
+func (s staleLeader) ApplyCommand(context.Context, []byte) (state.Result, error) {
+	id, addr := s.Leader()
+	return state.Result{}, &state.NotLeaderError{Op: "apply", LeaderID: id, LeaderAddr: addr}
+}
+
+func TestLeadershipLostBeforeAppendRedirects(t *testing.T) {
+	t.Parallel()
+	leader := newCluster(t)
+	stale := staleLeader{&testStore{leaderStore: leaderStore{leader.st}, leaderAddr: "raft-of-s1"}}
+	srv := startRPC(t, "127.0.0.1:0", leader.ca.serverTLS(leader.ca.issue(t, RoleServer, "s2")), NewServer(ServerConfig{
+		Store: stale, Peer: peerRole, Logger: testLogger(t),
+		LeaderRPC: func(string, string) string { return leader.srv.addr },
+	}))
+	cl := leader.client(t, RoleServer, "s3", srv.addr)
+	if _, err := cl.Apply(context.Background(), encode(t, service("web"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.st.Service("web"); err != nil || srv.hits.Load() != 1 || leader.srv.hits.Load() != 1 {
+		t.Errorf("service %v; hits stale %d, leader %d; want the write redirected once", err, srv.hits.Load(), leader.srv.hits.Load())
+	}
+}

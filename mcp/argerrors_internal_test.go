@@ -34,3 +34,17 @@ func TestArgumentError(t *testing.T) {
 		t.Errorf("a huge value is echoed whole (%d bytes): %.200s", len(long), long)
 	}
 }
+
+// FuzzArgumentError: any refusal text is reworded without a panic, and the
+// result names the tool.
+func FuzzArgumentError(f *testing.F) {
+	f.Add(`validating "arguments": validating root: validating /properties/a/items/properties/b: type: x has type "string", want "integer"`)
+	f.Add(`json: cannot unmarshal "1" into Go struct field api.X.y.Z.w of type uint8`)
+	f.Add(`validating "arguments": validating /: ok`)
+	f.Fuzz(func(t *testing.T, msg string) {
+		got := argumentError("t", msg)
+		if !strings.HasPrefix(got, "invalid arguments for t: ") {
+			t.Fatalf("argumentError(%q) = %q", msg, got)
+		}
+	})
+}

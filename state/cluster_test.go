@@ -49,12 +49,15 @@ func newTestGroup(t *testing.T) *testGroup {
 // ApplyCommand.
 func (g *testGroup) forward(ctx context.Context, addr string, cmd []byte) (Result, error) {
 	g.mu.Lock()
-	n := g.byAddr[addr]
+	var s *Store
+	if n := g.byAddr[addr]; n != nil {
+		s = n.store
+	}
 	g.mu.Unlock()
-	if n == nil || n.store == nil {
+	if s == nil {
 		return Result{}, fmt.Errorf("no server at %s (nothing sent): %w", addr, ErrNotLeader)
 	}
-	return n.store.ApplyCommand(ctx, cmd)
+	return s.ApplyCommand(ctx, cmd)
 }
 
 // addNode starts a transport for a new server; open opens its store.
@@ -99,6 +102,29 @@ func (g *testGroup) open(n *testNode, mod ...func(*Config)) {
 	g.mu.Lock()
 	n.store = s
 	g.mu.Unlock()
+}
+
+// restart stops a server (store, then transport) and starts it again on the
+// same data dir and address, as a rolling restart does.
+func (g *testGroup) restart(n *testNode) {
+	t := g.t
+	t.Helper()
+	g.mu.Lock()
+	s := n.store
+	n.store = nil
+	g.mu.Unlock()
+	if err := s.Close(); err != nil {
+		t.Errorf("Close(%s): %v", n.id, err)
+	}
+	n.closeTrans.Close()
+	server, client := tlsPair(g.ca, g.ca.issue(t, n.id))
+	trans, closer, err := NewTransport(n.addr, "", server, client, testLogger(t).With("node", n.id))
+	if err != nil {
+		t.Fatalf("NewTransport(%s) again: %v", n.id, err)
+	}
+	t.Cleanup(func() { closer.Close() })
+	n.trans, n.closeTrans = trans, closer
+	g.open(n) // the stored configuration wins: no bootstrap settings needed
 }
 
 // peers is the bootstrap list of the given nodes.
@@ -363,6 +389,79 @@ func TestClusterFailover(t *testing.T) {
 	}
 }
 
+func TestClusterRollingRestart(t *testing.T) {
+	g := newGroup(t, 3)
+	var (
+		mu    sync.Mutex
+		acked []string
+	)
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			live := g.live(nil)
+			n := live[i%len(live)]
+			g.mu.Lock()
+			s := n.store
+			g.mu.Unlock()
+			if s == nil {
+				continue
+			}
+			id := fmt.Sprintf("r-%d", i)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_, err := s.Apply(ctx, PutNode{Node: Node{ID: id}})
+			cancel()
+			if err == nil {
+				mu.Lock()
+				acked = append(acked, id)
+				mu.Unlock()
+			}
+		}
+	}()
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
+
+	// Followers first, the leader last, like an operator would.
+	order := []*testNode{}
+	ld := g.leader(nil)
+	for _, n := range g.live(ld) {
+		order = append(order, n)
+	}
+	order = append(order, ld)
+	for _, n := range order {
+		before := count()
+		waitFor(t, clusterWait, "writes before restarting "+n.id, func() bool { return count() >= before+5 })
+		g.restart(n)
+		g.leader(nil)
+		ld := g.leader(nil)
+		waitFor(t, clusterWait, n.id+" catches up after its restart", func() bool {
+			return n.store.Index() >= ld.store.Index()
+		})
+	}
+	before := count()
+	waitFor(t, clusterWait, "writes after the restarts", func() bool { return count() >= before+5 })
+	close(stop)
+	<-done
+
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d writes acknowledged across 3 restarts", len(acked))
+	for _, n := range g.live(nil) {
+		waitFor(t, clusterWait, n.id+" has every acknowledged write", func() bool {
+			for _, id := range acked {
+				if _, err := n.store.Node(id); err != nil {
+					return false
+				}
+			}
+			return true
+		})
+	}
+}
+
 func TestClusterJoinAddVoterRemovePeer(t *testing.T) {
 	g := newTestGroup(t)
 	n1, n2, n3 := g.addNode("one"), g.addNode("two"), g.addNode("three")
@@ -560,6 +659,20 @@ func TestClusterSnapshotRestoreIntoNewStore(t *testing.T) {
 	if got := stateView(t, openStore(t, dir)); got != after {
 		t.Errorf("state after reopen differs:\n got %s\nwant %s", got, after)
 	}
+
+	// Into a new group: the followers get it as a raft snapshot over TLS.
+	g2 := newGroup(t, 3)
+	ld2 := g2.leader(nil)
+	if err := g2.follower(nil).store.RestoreSnapshot(ctx, bytes.NewReader(file.Bytes())); !errors.Is(err, ErrNotLeader) {
+		t.Errorf("RestoreSnapshot on a follower: %v, want not leader", err)
+	}
+	if err := ld2.store.RestoreSnapshot(ctx, bytes.NewReader(file.Bytes())); err != nil {
+		t.Fatalf("RestoreSnapshot into a new group: %v", err)
+	}
+	for _, n := range g2.live(nil) {
+		waitFor(t, clusterWait, n.id+" holds the restored state", func() bool { return stateView(t, n.store) == want })
+	}
+	apply(t, g2.follower(nil).store, PutNode{Node: Node{ID: "after-group-restore"}})
 }
 
 func TestSnapshotRefusesDamagedFiles(t *testing.T) {

@@ -279,6 +279,7 @@ func Server(ctx context.Context, o *ServerOptions, log *slog.Logger, ready func(
 		return gossipLoop(gctx, s.ml, func() []string { return mergeAddrs(readPeers(dataDir).GossipPeers, s.gossipOfJoin()...) }, log)
 	})
 	g.Go(func() error { return s.leaderLoop(gctx) })
+	g.Go(func() error { return peersLoop(gctx, dataDir, s.ml, log) })
 	log.Info("gantry server started", "endpoint", ep.endpoint, "rpc", s.rpcAddr, "raft", s.raftAddr, "gossip", s.ml.Addr(),
 		"data_dir", dataDir, "startup", time.Since(start).Round(time.Millisecond))
 	if ready != nil {

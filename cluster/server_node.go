@@ -359,3 +359,45 @@ func aliveCount(ml *membership.Membership) int {
 	}
 	return n
 }
+
+// peersLoop keeps peers.json current with the servers gossip shows alive,
+// so a restart finds servers that joined after this node did.
+func peersLoop(ctx context.Context, dataDir string, ml *membership.Membership, log *slog.Logger) error {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		var p knownPeers
+		for _, m := range ml.Members() {
+			if m.State == membership.StateAlive && m.Meta.Role == membership.RoleServer && m.Meta.RPCAddr != "" {
+				p.Servers = append(p.Servers, m.Meta.RPCAddr)
+				p.GossipPeers = append(p.GossipPeers, m.Addr)
+			}
+		}
+		if len(p.Servers) == 0 {
+			continue
+		}
+		old := readPeers(dataDir)
+		// Keep servers that are down now: they may come back first.
+		p.Servers = mergeAddrs(p.Servers, old.Servers...)
+		p.GossipPeers = mergeAddrs(p.GossipPeers, old.GossipPeers...)
+		slices.Sort(p.Servers)
+		slices.Sort(p.GossipPeers)
+		if slices.Equal(p.Servers, sortedCopy(old.Servers)) && slices.Equal(p.GossipPeers, sortedCopy(old.GossipPeers)) {
+			continue
+		}
+		if err := writePeers(dataDir, p); err != nil {
+			log.Warn("remember the servers", "err", err)
+		}
+	}
+}
+
+func sortedCopy(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
+}

@@ -250,6 +250,7 @@ func Worker(ctx context.Context, o *WorkerOptions, log *slog.Logger, ready func(
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return wk.Run(gctx) })
+	g.Go(func() error { return peersLoop(gctx, dataDir, ml, log) })
 	g.Go(func() error {
 		return gossipLoop(gctx, ml, func() []string { return serverGossip(readPeers(dataDir), ml, o.Node.Join) }, log)
 	})

@@ -422,7 +422,75 @@ func TestClusterServersWorkersFailover(t *testing.T) {
 		}
 	}
 
-	// Remove the service so the survivor stops its containers before the
+	// The killed leader comes back without a token: it reuses its
+	// certificate and is a voter again.
+	leader.args = withoutToken(leader.args)
+	start = time.Now()
+	leader.start(ctx)
+	waitHealth(t, ctx, leader, 30*time.Second, func(h health) bool { return len(h.voters) == 3 && h.leader != "" && h.leader != leader.name })
+	t.Logf("%s restarted and follows %v after start", leader.name, time.Since(start).Round(time.Millisecond))
+
+	// The dead worker comes back (no token): it is ready again and no
+	// replica runs twice.
+	victim.args = withoutToken(victim.args)
+	start = time.Now()
+	victim.start(ctx)
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		var nl api.NodeList
+		err := clusterCall(ctx, sv, "list_nodes", map[string]any{}, &nl)
+		up := false
+		for _, n := range nl.Nodes {
+			up = up || (n.Name == victim.name && n.Status == "ready")
+		}
+		if err == nil && up {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is not ready after its restart: %+v, %v\n%s", victim.name, nl, err, allLogs())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("%s ready again %v after its restart", victim.name, time.Since(start).Round(time.Millisecond))
+	st = waitService(t, ctx, sv, "sleeper", 30*time.Second, "3 instances, all running", func(s api.ServiceStatus) bool {
+		return len(s.Instances) == 3 && s.Running == 3
+	}, allLogs)
+	checkSlots(t, st)
+
+	// The survivor is cut off from every server: it keeps its containers
+	// (static stability) while the servers run its replicas on the other
+	// worker; on heal it stops its own, so none runs twice.
+	if n := len(runcRunning(survivor.runDir)); n != 3 {
+		t.Fatalf("%s runs %d containers, want 3", survivor.name, n)
+	}
+	if err := bed.Partition(ctx, survivor.node); err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Now()
+	st = waitService(t, ctx, sv, "sleeper", 60*time.Second, "3 running on "+victim.name, func(s api.ServiceStatus) bool {
+		return runningOn(s)[victim.name] == 3
+	}, allLogs)
+	t.Logf("MEASURED partitioned worker: %s cut off, its replicas running on %s after %v", survivor.name, victim.name, time.Since(cut).Round(time.Millisecond))
+	if n := len(runcRunning(survivor.runDir)); n != 3 {
+		t.Errorf("%s, cut off from the servers, runs %d containers, want its 3 kept", survivor.name, n)
+	}
+	if err := bed.Heal(ctx, survivor.node); err != nil {
+		t.Fatal(err)
+	}
+	healed := time.Now()
+	st = waitService(t, ctx, sv, "sleeper", 60*time.Second, "only the 3 replicas on "+victim.name, func(s api.ServiceStatus) bool {
+		return len(s.Instances) == 3 && runningOn(s)[victim.name] == 3
+	}, allLogs)
+	checkSlots(t, st)
+	for len(runcRunning(survivor.runDir)) > 0 && time.Since(healed) < 30*time.Second {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if ids := runcRunning(survivor.runDir); len(ids) > 0 {
+		t.Errorf("%s still runs %v after heal: duplicates of replicas placed on %s", survivor.name, ids, victim.name)
+	}
+	t.Logf("%s stopped its replaced containers %v after heal", survivor.name, time.Since(healed).Round(time.Millisecond))
+
+	// Remove the service so the workers stop their containers before the
 	// bed goes.
 	_ = clusterCall(ctx, sv, "remove_service", map[string]any{"name": "sleeper"}, nil)
 	waitGone := time.Now().Add(30 * time.Second)
@@ -447,6 +515,54 @@ func waitHealth(t *testing.T, ctx context.Context, c *clusterNode, timeout time.
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// withoutToken drops --token and its value: a restart needs none.
+func withoutToken(args []string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		if args[i] == "--token" {
+			i++
+			continue
+		}
+		out = append(out, args[i])
+	}
+	return out
+}
+
+// checkSlots fails when two live instances share a replica slot.
+func checkSlots(t *testing.T, s api.ServiceStatus) {
+	t.Helper()
+	seen := map[int]string{}
+	for _, in := range s.Instances {
+		if in.State == "lost" || in.State == "stopped" {
+			continue
+		}
+		if other, dup := seen[in.Slot]; dup {
+			t.Errorf("slot %d has two instances: %s and %s", in.Slot, other, in.ID)
+		}
+		seen[in.Slot] = in.ID
+	}
+}
+
+// runcRunning lists the running containers in a worker's runc root.
+func runcRunning(runDir string) []string {
+	out, err := exec.Command("runc", "--root", filepath.Join(runDir, "runc"), "list", "-f", "json").Output()
+	if err != nil {
+		return nil
+	}
+	var cs []struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+	}
+	_ = json.Unmarshal(out, &cs)
+	var ids []string
+	for _, c := range cs {
+		if c.Status == "running" {
+			ids = append(ids, c.ID)
+		}
+	}
+	return ids
 }
 
 type discard struct{}

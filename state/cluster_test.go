@@ -814,6 +814,8 @@ func TestNewTransportRefusesBadSettings(t *testing.T) {
 		{"no port", "127.0.0.1:0", "10.0.0.1", "not host:port", server, client},
 		{"no TLS", "127.0.0.1:0", "", "TLS", nil, client},
 		{"no client certs", "127.0.0.1:0", "", "client certificates", &tls.Config{Certificates: server.Certificates}, client},
+		{"client certs not verified", "127.0.0.1:0", "", "client certificates",
+			&tls.Config{Certificates: server.Certificates, ClientAuth: tls.RequireAnyClientCert}, client},
 	} {
 		tr, closer, err := NewTransport(tc.bind, tc.advertise, tc.server, tc.client, nil)
 		if err == nil {
@@ -824,6 +826,15 @@ func TestNewTransportRefusesBadSettings(t *testing.T) {
 		if !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want invalid mentioning %q", tc.name, err, tc.want)
 		}
+	}
+	// A callback may do the verifying (pki's configs do, for better errors).
+	own := server.Clone()
+	own.ClientAuth = tls.RequireAnyClientCert
+	own.VerifyConnection = func(tls.ConnectionState) error { return nil }
+	if _, closer, err := NewTransport("127.0.0.1:0", "", own, client, nil); err != nil {
+		t.Errorf("NewTransport with a VerifyConnection callback: %v", err)
+	} else {
+		closer.Close()
 	}
 	// A routable advertise address with port 0 takes the bound port.
 	tr, closer, err := NewTransport("127.0.0.1:0", "127.0.0.2:0", server, client, nil)

@@ -39,8 +39,11 @@ const (
 // 0.0.0.0 and :: are refused. Empty means the bound address (then bind must
 // name a host); port 0 means the bound port.
 //
-// serverTLS authenticates the servers that dial in: it must require and
-// verify a client certificate. clientTLS is used to dial the others. Both
+// serverTLS authenticates the servers that dial in: it must require a
+// client certificate and verify it (RequireAndVerifyClientCert, or
+// RequireAnyClientCert with a VerifyConnection or VerifyPeerCertificate
+// callback, as pki.ServerTLS does; allow only RoleServer there: workers
+// have no business on the Raft port). clientTLS is used to dial the others. Both
 // come from the cluster's CA (package pki); the role checks they carry run
 // on every connection. A peer whose certificate fails them is logged and
 // dropped before it can send a single RPC.
@@ -48,7 +51,7 @@ func NewTransport(bind, advertise string, serverTLS, clientTLS *tls.Config, log 
 	if serverTLS == nil || clientTLS == nil {
 		return nil, nil, fmt.Errorf("raft transport: TLS configs are missing (Raft traffic is mutual TLS only): %w", errdefs.ErrInvalid)
 	}
-	if serverTLS.ClientAuth != tls.RequireAndVerifyClientCert {
+	if !verifiesClients(serverTLS) {
 		return nil, nil, fmt.Errorf("raft transport: the server TLS config must require and verify client certificates (got %v): %w",
 			serverTLS.ClientAuth, errdefs.ErrInvalid)
 	}
@@ -98,6 +101,19 @@ func NewTransport(bind, advertise string, serverTLS, clientTLS *tls.Config, log 
 	})
 	log.Debug("raft transport listening", "bind", ln.Addr().String(), "advertise", string(layer.advertise))
 	return trans, trans, nil
+}
+
+// verifiesClients reports whether c makes every client present a
+// certificate that gets verified: by crypto/tls, or by c's own callback
+// (package pki verifies in VerifyConnection to give better errors).
+func verifiesClients(c *tls.Config) bool {
+	switch c.ClientAuth {
+	case tls.RequireAndVerifyClientCert:
+		return true
+	case tls.RequireAnyClientCert:
+		return c.VerifyConnection != nil || c.VerifyPeerCertificate != nil
+	}
+	return false
 }
 
 // checkAdvertise splits a host:port that other servers can dial, refusing

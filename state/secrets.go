@@ -235,21 +235,31 @@ func LoadSecretKey(dataDir string) (*SecretKey, error) {
 }
 
 // createSecretKey writes a new random key at path unless a file is there.
+// The key is written and synced in a temporary file first and then linked
+// into place, which fails if path exists: path never holds a partial key,
+// neither for a concurrent reader (another process starting on the same
+// data dir) nor after a crash mid-write, which used to leave an empty key
+// that refused every later start.
 func createSecretKey(path string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
+	if _, err := os.Lstat(path); err == nil {
 		return nil
 	}
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+SecretKeyFile+".new-*")
 	if err != nil {
 		return errdefs.WithHint(fmt.Errorf("create secrets key: %w", err), "--data-dir must be a writable directory")
 	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
 	key := make([]byte, secretKeySize)
 	if _, err := rand.Read(key); err != nil {
 		f.Close()
-		os.Remove(path)
 		return fmt.Errorf("create secrets key: %w", err)
 	}
-	_, err = f.Write(key)
+	err = f.Chmod(0o600)
+	if err == nil {
+		_, err = f.Write(key)
+	}
 	if err == nil {
 		err = f.Sync()
 	}
@@ -257,8 +267,17 @@ func createSecretKey(path string) error {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(path)
 		return fmt.Errorf("create secrets key: %w", err)
+	}
+	if err := os.Link(tmp, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil // another process made it first: use that one
+		}
+		return fmt.Errorf("create secrets key: %w", err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync() // the new name survives a crash
+		d.Close()
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/gantry-dev/gantry/errdefs"
@@ -204,5 +205,47 @@ func TestSecretKeyDerive(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join(dir, SecretKeyFile))
 	if err != nil || bytes.Contains(a, raw) || bytes.Equal(a, raw) {
 		t.Fatal("a derived key must not be the key itself")
+	}
+}
+
+// Several processes starting on a fresh data dir at once: each gets the
+// same complete key, never a partial one (the key used to be created in
+// place, so a reader could see it empty, as a crash mid-write left it for
+// good), and no temporary file stays behind.
+func TestSecretKeyCreatedAtomically(t *testing.T) {
+	for range 50 {
+		dir := t.TempDir()
+		keys := make([]*SecretKey, 4)
+		errs := make([]error, 4)
+		var wg sync.WaitGroup
+		for i := range keys {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				keys[i], errs[i] = LoadSecretKey(dir)
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("concurrent LoadSecretKey %d: %v", i, err)
+			}
+		}
+		sealed, err := keys[0].Seal("s", []byte("value"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, k := range keys[1:] {
+			if _, err := k.Open("s", sealed); err != nil {
+				t.Fatalf("LoadSecretKey %d got another key: %v", i+1, err)
+			}
+		}
+		entries, _ := os.ReadDir(dir)
+		if len(entries) != 1 || entries[0].Name() != SecretKeyFile {
+			t.Fatalf("data dir holds %v, want only %s", entries, SecretKeyFile)
+		}
+		if st, err := os.Stat(filepath.Join(dir, SecretKeyFile)); err != nil || st.Mode().Perm() != 0o600 || st.Size() != 32 {
+			t.Fatalf("key file: %v, %v", st, err)
+		}
 	}
 }

@@ -285,6 +285,40 @@ func TestClusterServersWorkersFailover(t *testing.T) {
 		bad.kill9()
 	}
 
+	// A token with a wrong secret, or made for another cluster's CA, is
+	// refused at once with a clear error (from the node that will be w2:
+	// joins are rate-limited per address).
+	parts := strings.Split(serverTok, ".")
+	if len(parts) != 5 {
+		t.Fatalf("server token has %d parts: %q", len(parts), serverTok)
+	}
+	forge := func(i int, c string) string {
+		p := append([]string(nil), parts...)
+		p[i] = strings.Repeat(c, len(p[i]))
+		return strings.Join(p, ".")
+	}
+	for _, c := range []struct{ what, tok, want string }{
+		{"wrong secret", forge(3, "a"), "the secret is wrong"},
+		{"another cluster's CA", forge(4, "0"), "not from the CA the token names"},
+	} {
+		bad := &clusterNode{t: t, name: "s8", node: workers[1].node, dataDir: t.TempDir()}
+		bad.args = append([]string{"server", "--join", joinAddr, "--token", c.tok}, common(bad)...)
+		bad.start(ctx)
+		select {
+		case <-bad.waited:
+			bad.waited = nil
+			if !strings.Contains(bad.log(), c.want) {
+				t.Errorf("join with a %s: want %q, got:\n%s", c.what, c.want, bad.log())
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("a server joining with a %s kept running:\n%s", c.what, bad.log())
+			bad.kill9()
+		}
+		if _, err := os.Stat(filepath.Join(bad.dataDir, "tls", "node.pem")); err == nil {
+			t.Errorf("join with a %s: a certificate was written", c.what)
+		}
+	}
+
 	// Two more servers join; the group has three voters.
 	start = time.Now()
 	for _, s := range servers[1:] {

@@ -219,12 +219,10 @@ func Worker(ctx context.Context, o *WorkerOptions, log *slog.Logger, ready func(
 	if err != nil {
 		return fmt.Errorf("gossip on %s: %w", o.Node.GossipAddr, err)
 	}
-	defer func() {
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		_ = ml.Leave(lctx, time.Second)
-		_ = ml.Shutdown()
-	}()
+	// No Leave on the way out: a worker that stops keeps its containers,
+	// and one restarted within the failure detection time (~2.5 s) is
+	// never marked down. To move its instances away, drain it first.
+	defer ml.Shutdown()
 
 	rs, err := rpc.OpenRemoteStore(ctx, rpc.RemoteStoreConfig{Client: client, Node: o.Node.Name,
 		CacheFile: filepath.Join(dataDir, assignmentFile), Logger: log.With("component", "remote-store")})

@@ -1,0 +1,104 @@
+package cluster
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gantry-dev/gantry/errdefs"
+	"github.com/gantry-dev/gantry/pki"
+)
+
+func TestParseServerFlags(t *testing.T) {
+	o, err := ParseServerFlags([]string{"--data-dir", "rel", "--name", "s1", "--advertise", "10.0.0.5", "--join", "10.0.0.1", "--token", "x"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(o.Node.DataDir) || o.MCP.DataDir != o.Node.DataDir || o.MCP.NodeName != "s1" {
+		t.Errorf("data dir and name: %+v", o.Node)
+	}
+	if len(o.Node.Join) != 1 || o.Node.Join[0] != "10.0.0.1:7434" {
+		t.Errorf("--join without a port gets the RPC port: %v", o.Node.Join)
+	}
+	if got := advertised(o.Node.RPCAddr, o.Node.Advertise); got != "10.0.0.5:7434" {
+		t.Errorf("advertised RPC address %q", got)
+	}
+	if got := advertised(o.RaftAddr, o.Node.Advertise); got != "10.0.0.5:7435" {
+		t.Errorf("advertised Raft address %q", got)
+	}
+	if got := advertised("10.0.0.9:1234", "10.0.0.5"); got != "10.0.0.9:1234" {
+		t.Errorf("a bind address with a host is advertised as is: %q", got)
+	}
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--name", "Bad_Name", "--advertise", "10.0.0.5"}, "--name"},
+		{[]string{"--name", "s1", "--advertise", "0.0.0.0"}, "--advertise"},
+		{[]string{"--name", "s1", "--advertise", "10.0.0.5", "--bootstrap", "--join", "10.0.0.1"}, "exclude each other"},
+		{[]string{"--name", "s1", "--advertise", "10.0.0.5", "--listen", "10.0.0.5:7433"}, "requires TLS"},
+		{[]string{"--name", "s1", "--advertise", "10.0.0.5", "extra"}, "unexpected argument"},
+	} {
+		_, err := ParseServerFlags(c.args, &bytes.Buffer{})
+		if err == nil || !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an invalid-argument error with %q", c.args, err, c.want)
+		}
+	}
+}
+
+func TestParseWorkerFlags(t *testing.T) {
+	o, err := ParseWorkerFlags([]string{"--name", "w1", "--advertise", "10.0.0.7", "--cpu", "1500m", "--memory", "2Gi",
+		"--zone", "eu-1a", "--label", "disk=ssd", "--run-dir", "run"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.CPU != 1500 || o.Memory != 2<<30 {
+		t.Errorf("cpu %d memory %d", o.CPU, o.Memory)
+	}
+	if o.Labels["disk"] != "ssd" || o.Labels["zone"] != "eu-1a" || o.Zone != "eu-1a" {
+		t.Errorf("labels %v zone %q", o.Labels, o.Zone)
+	}
+	if !filepath.IsAbs(o.RunDir) {
+		t.Errorf("run dir %q is not absolute", o.RunDir)
+	}
+	for _, args := range [][]string{
+		{"--name", "w1", "--advertise", "10.0.0.7", "--label", "novalue"},
+		{"--name", "w1", "--advertise", "10.0.0.7", "--port-range", "5-3"},
+		{"--name", "w1", "--advertise", "10.0.0.7", "--cpu", "lots"},
+	} {
+		if _, err := ParseWorkerFlags(args, &bytes.Buffer{}); err == nil {
+			t.Errorf("%v: accepted", args)
+		}
+	}
+}
+
+// A node that has not joined is told how to; a token of the other role is
+// refused before anything is sent.
+func TestJoinClusterRefusesBeforeDialing(t *testing.T) {
+	dir := t.TempDir()
+	o := &NodeOptions{DataDir: dir, Name: "w1", Advertise: "127.0.0.1"}
+	_, err := joinCluster(t.Context(), o, pki.RoleWorker, "", "", "", nil)
+	if err == nil || !strings.Contains(err.Error(), "has not joined") {
+		t.Errorf("no token: %v", err)
+	}
+	ca, err := pki.NewCA(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := pki.NewJoinToken(pki.RoleServer, ca.Cert.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Token, o.Join = tok, []string{"127.0.0.1:1"}
+	_, err = joinCluster(t.Context(), o, pki.RoleWorker, "", "", "", nil)
+	if err == nil || !strings.Contains(err.Error(), "is a server token") {
+		t.Errorf("server token for a worker: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("refused joins wrote %d files", len(ents))
+	}
+}

@@ -242,7 +242,7 @@ func TestGantryDevInANode(t *testing.T) {
 	if err := healthz(fromHost, url, time.Second); err == nil {
 		t.Error("the host reached gantry in a partitioned node 1")
 	}
-	if d := time.Since(start); d > 2500*time.Millisecond {
+	if d := time.Since(start); d > 5*time.Second { // each gives up after a second; slack for a loaded machine
 		t.Errorf("the two refused probes took %v, want about a second each", d)
 	}
 

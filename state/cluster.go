@@ -360,18 +360,14 @@ func (s *Store) submit(ctx context.Context, data []byte) (Result, error) {
 	if s.cfg.Transport == nil {
 		return s.applyLocal(ctx, data) // the single voter of gantry dev
 	}
-	skip := ""
+	var hint, skip string // after a refusal: the leader it named, or the address refused
 	for attempt := 0; ; attempt++ {
 		retry := attempt == 0
-		wctx, cancel := context.WithTimeout(ctx, 10*s.cfg.HeartbeatTimeout)
-		_, addr, err := s.waitForLeader(wctx, skip)
-		cancel()
+		addr, err := s.leaderToTry(ctx, hint, skip)
 		if err != nil {
-			if ctx.Err() != nil {
-				return Result{}, fmt.Errorf("apply: %w", err)
-			}
-			return Result{}, s.notLeader("apply")
+			return Result{}, err
 		}
+		hint, skip = "", ""
 		if s.IsLeader() {
 			r, err := s.applyLocal(ctx, data)
 			if retry && errors.Is(err, ErrNotLeader) {
@@ -388,14 +384,44 @@ func (s *Store) submit(ctx context.Context, data []byte) (Result, error) {
 		}
 		if retry && errors.Is(err, ErrNotLeader) {
 			var nl *NotLeaderError
-			if !errors.As(err, &nl) || nl.LeaderAddr == addr || nl.LeaderAddr == "" {
-				skip = addr // wait until this server learns of another leader
+			if errors.As(err, &nl) && nl.LeaderAddr != "" && nl.LeaderAddr != addr {
+				hint = nl.LeaderAddr
+			} else {
+				skip = addr
 			}
-			s.log.Debug("forwarded write reached a server that does not lead; retrying once", "to", addr, "err", err)
+			s.log.Debug("forwarded write refused by a server that does not lead; retrying once", "to", addr, "err", err)
 			continue
 		}
 		return r, err
 	}
+}
+
+// leaderToTry picks where a write goes: the leader a refusal named (hint),
+// else the leader this server knows of, waiting up to 10 heartbeats for an
+// election. After a refusal that named no other leader (skip), it waits 2
+// heartbeats for news and then tries skip again: the refusal may have been
+// a moment of transition, and a retry of a write that was not appended is
+// safe.
+func (s *Store) leaderToTry(ctx context.Context, hint, skip string) (string, error) {
+	if hint != "" {
+		return hint, nil
+	}
+	wait := 10 * s.cfg.HeartbeatTimeout
+	if skip != "" {
+		wait = 2 * s.cfg.HeartbeatTimeout
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	_, addr, err := s.waitForLeader(wctx, skip)
+	switch {
+	case err == nil:
+		return addr, nil
+	case ctx.Err() != nil:
+		return "", fmt.Errorf("apply: %w", err)
+	case skip != "":
+		return skip, nil
+	}
+	return "", s.notLeader("apply")
 }
 
 func (s *Store) forward(ctx context.Context, addr string, data []byte) (Result, error) {

@@ -39,6 +39,9 @@ type testGroup struct {
 	mu     sync.Mutex
 	byAddr map[string]*testNode
 	nodes  []*testNode
+	// hook, when set, answers a forwarded write instead of the leader
+	// (handled false: pass it on).
+	hook func(addr string) (r Result, err error, handled bool)
 }
 
 func newTestGroup(t *testing.T) *testGroup {
@@ -53,7 +56,13 @@ func (g *testGroup) forward(ctx context.Context, addr string, cmd []byte) (Resul
 	if n := g.byAddr[addr]; n != nil {
 		s = n.store
 	}
+	hook := g.hook
 	g.mu.Unlock()
+	if hook != nil {
+		if r, err, handled := hook(addr); handled {
+			return r, err
+		}
+	}
 	if s == nil {
 		return Result{}, fmt.Errorf("no server at %s (nothing sent): %w", addr, ErrNotLeader)
 	}
@@ -296,6 +305,41 @@ func TestClusterPeersForwardAndBarrier(t *testing.T) {
 	if r, err := ld.store.ApplyCommand(ctx, cmd); err != nil || r.Index <= idx {
 		t.Errorf("ApplyCommand on the leader: %+v, %v", r, err)
 	}
+	// Forwarding retries once, and only a write that surely was not
+	// appended: at most once.
+	calls := 0
+	setHook := func(h func(addr string) (Result, error, bool)) {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		calls = 0
+		g.hook = h
+	}
+	setHook(func(string) (Result, error, bool) {
+		calls++
+		if calls == 1 {
+			return Result{}, fmt.Errorf("rpc: %w", &NotLeaderError{Op: "apply", LeaderID: ld.id, LeaderAddr: ld.addr}), true
+		}
+		return Result{}, nil, false
+	})
+	if _, err := fol.store.Apply(ctx, PutNode{Node: Node{ID: "retried"}}); err != nil || calls != 2 {
+		t.Errorf("a write refused as not-leader: %v after %d calls, want success after 2", err, calls)
+	}
+	setHook(func(string) (Result, error, bool) {
+		calls++
+		return Result{}, errors.New("connection reset after the request was sent"), true
+	})
+	if _, err := fol.store.Apply(ctx, PutNode{Node: Node{ID: "maybe"}}); err == nil || errors.Is(err, ErrNotLeader) || calls != 1 {
+		t.Errorf("a write that may have reached the leader: %v after %d calls, want its error after 1 call", err, calls)
+	}
+	setHook(func(string) (Result, error, bool) {
+		calls++
+		return Result{}, fmt.Errorf("nothing sent: %w", ErrNotLeader), true
+	})
+	if _, err := fol.store.Apply(ctx, PutNode{Node: Node{ID: "never"}}); !errors.Is(err, ErrNotLeader) || calls != 2 {
+		t.Errorf("a write refused twice: %v after %d calls, want not-leader after 2 calls", err, calls)
+	}
+	setHook(nil)
+
 	// The FSM's own errors come back through forwarding.
 	if _, err := fol.store.Apply(ctx, DeleteService{Name: "nope"}); !errdefs.IsNotFound(err) {
 		t.Errorf("forwarded delete of a missing service: %v, want not found", err)

@@ -153,15 +153,14 @@ func ReadSnapshotFile(r io.Reader) (SnapshotHeader, []byte, error) {
 	case len(h.SHA256) != 2*sha256.Size:
 		return h, nil, refuse("header has no sha256 checksum")
 	}
-	body := make([]byte, h.Size)
-	n, err := io.ReadFull(br, body)
+	// Read what is there rather than allocate what the header claims.
+	body, err := io.ReadAll(io.LimitReader(br, h.Size+1))
 	switch {
-	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
-		return h, nil, refuse("is truncated: %d of %d bytes of state", n, h.Size)
 	case err != nil:
 		return h, nil, fmt.Errorf("read snapshot file: %w", err)
-	}
-	if extra, _ := br.Peek(1); len(extra) > 0 {
+	case int64(len(body)) < h.Size:
+		return h, nil, refuse("is truncated: %d of %d bytes of state", len(body), h.Size)
+	case int64(len(body)) > h.Size:
 		return h, nil, refuse("has data after its %d bytes of state", h.Size)
 	}
 	sum := sha256.Sum256(body)

@@ -197,6 +197,9 @@ func Server(ctx context.Context, o *ServerOptions, log *slog.Logger, ready func(
 	if s.ca, err = pki.LoadCA(s.id.cert.CAPEM, caKey); err != nil {
 		return err
 	}
+	if err := renewServerCert(dataDir, s.id, s.ca, time.Now(), log); err != nil {
+		return err
+	}
 	token, err := ensureToken(filepath.Join(dataDir, "admin.token"))
 	if err != nil {
 		return err
@@ -280,6 +283,7 @@ func Server(ctx context.Context, o *ServerOptions, log *slog.Logger, ready func(
 	})
 	g.Go(func() error { return s.leaderLoop(gctx) })
 	g.Go(func() error { return peersLoop(gctx, dataDir, s.ml, log) })
+	g.Go(func() error { return renewLoop(gctx, dataDir, s.id, s.ca, log) })
 	log.Info("gantry server started", "endpoint", ep.endpoint, "rpc", s.rpcAddr, "raft", s.raftAddr, "gossip", s.ml.Addr(),
 		"data_dir", dataDir, "startup", time.Since(start).Round(time.Millisecond))
 	if ready != nil {

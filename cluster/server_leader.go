@@ -59,6 +59,7 @@ func (s *serverNode) leaderLoop(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
+			s.handOver(ctx)
 			return nil
 		case lead = <-ch:
 		case <-time.After(reconcileEvery):
@@ -66,6 +67,23 @@ func (s *serverNode) leaderLoop(ctx context.Context) error {
 			lead = s.st.IsLeader()
 		}
 	}
+}
+
+// handOver transfers leadership when this server stops while it leads,
+// so the others need not wait out an election timeout: a rolling restart
+// then barely pauses writes.
+func (s *serverNode) handOver(ctx context.Context) {
+	if !s.st.IsLeader() {
+		return
+	}
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := s.st.TransferLeadership(tctx, ""); err != nil {
+		s.log.Warn("leadership transfer before stopping", "err", err)
+		return
+	}
+	s.log.Info("handed leadership over before stopping", "took", time.Since(start).Round(time.Millisecond))
 }
 
 // leaderRun is one term's leader work: stop cancels it and waits for it.

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gantry-dev/gantry/errdefs"
+	"github.com/gantry-dev/gantry/membership"
 	"github.com/gantry-dev/gantry/pki"
 )
 
@@ -100,5 +102,57 @@ func TestJoinClusterRefusesBeforeDialing(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Errorf("refused joins wrote %d files", len(ents))
+	}
+}
+
+// A server signs itself a new certificate when its own is old or expired,
+// and presents it at once; a young one is kept.
+func TestRenewServerCert(t *testing.T) {
+	for _, age := range []time.Duration{2 * time.Hour, 5 * time.Hour} { // 3h certificate: old, then expired
+		dir := t.TempDir()
+		start := time.Now().Add(-age)
+		ca, err := pki.NewCA(start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyPEM, csr, err := pki.NewKeyAndCSR("s1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		certPEM, err := ca.Issue(csr, pki.RoleServer, "s1", nil, 3*time.Hour, start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pki.WriteNodeFiles(tlsDir(dir), certPEM, keyPEM, ca.CertPEM()); err != nil {
+			t.Fatal(err)
+		}
+		key, _ := membership.GenerateKey()
+		if err := writeGossipKey(tlsDir(dir), key); err != nil {
+			t.Fatal(err)
+		}
+		id, err := loadIdentity(dir, pki.RoleServer, "s1")
+		if err != nil {
+			t.Fatalf("age %v: %v", age, err)
+		}
+		old := id.cert.Cert
+		log := slog.New(slog.DiscardHandler)
+		if err := renewServerCert(dir, id, ca, time.Now(), log); err != nil {
+			t.Fatal(err)
+		}
+		if id.cert.Cert.SerialNumber.Cmp(old.SerialNumber) == 0 || !id.cert.Cert.NotAfter.After(time.Now().Add(300*24*time.Hour)) {
+			t.Errorf("age %v: not renewed: %v", age, id.cert.Cert.NotAfter)
+		}
+		if got := id.reloader.Certificate().Leaf; got == nil || got.SerialNumber.Cmp(id.cert.Cert.SerialNumber) != 0 {
+			t.Errorf("age %v: the reloader does not present the new certificate", age)
+		}
+		onDisk, err := pki.LoadNodeFiles(tlsDir(dir))
+		if err != nil || onDisk.Cert.SerialNumber.Cmp(id.cert.Cert.SerialNumber) != 0 {
+			t.Errorf("age %v: the new certificate is not on disk: %v", age, err)
+		}
+		// A young certificate is kept.
+		serial := id.cert.Cert.SerialNumber
+		if err := renewServerCert(dir, id, ca, time.Now(), log); err != nil || id.cert.Cert.SerialNumber.Cmp(serial) != 0 {
+			t.Errorf("age %v: a fresh certificate was renewed again: %v", age, err)
+		}
 	}
 }

@@ -524,6 +524,46 @@ func TestClusterServersWorkersFailover(t *testing.T) {
 	}
 	t.Logf("%s stopped its replaced containers %v after heal", survivor.name, time.Since(healed).Round(time.Millisecond))
 
+	// A server stopped with SIGTERM hands its leadership over first.
+	h, err = via.health(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range servers {
+		if s.name != h.leader {
+			continue
+		}
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		stopped := time.Now()
+		var next string
+		for next == "" && time.Since(stopped) < 20*time.Second {
+			for _, o := range servers {
+				if o != s {
+					if h, err := o.health(ctx); err == nil && h.leader != "" && h.leader != s.name {
+						next = h.leader
+					}
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if next == "" {
+			t.Fatalf("no new leader after SIGTERM of the leader %s\n%s", s.name, allLogs())
+		}
+		t.Logf("MEASURED leadership handover: %s stopped with SIGTERM, %s leads after %v", s.name, next, time.Since(stopped).Round(time.Millisecond))
+		select {
+		case <-s.waited:
+			s.waited = nil
+		case <-time.After(20 * time.Second):
+			t.Errorf("%s did not stop within 20s of SIGTERM", s.name)
+		}
+		s.args = withoutToken(s.args)
+		s.start(ctx)
+		waitHealth(t, ctx, s, 30*time.Second, func(h health) bool { return len(h.voters) == 3 && h.leader != "" })
+	}
+	if err := clusterCall(ctx, sv, "get_service", map[string]any{"name": "sleeper"}, &st); err != nil || st.Desired != 3 {
+		t.Errorf("after the rolling restart: %+v, %v", st, err)
+	}
+
 	// Remove the service so the workers stop their containers before the
 	// bed goes.
 	_ = clusterCall(ctx, sv, "remove_service", map[string]any{"name": "sleeper"}, nil)

@@ -666,3 +666,28 @@ func TestConfigModes(t *testing.T) {
 		}
 	}
 }
+
+func TestClusterOpenDoesNotWaitForQuorum(t *testing.T) {
+	g := newTestGroup(t)
+	nodes := []*testNode{g.addNode("q-1"), g.addNode("q-2"), g.addNode("q-3")}
+	peers := peersOf(nodes...)
+	start := time.Now()
+	g.open(nodes[0], func(c *Config) { c.Peers = peers })
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Open of one server of three took %v, want it not to wait for a quorum", took)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := nodes[0].store.WaitLeader(ctx); !errdefs.IsUnavailable(err) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("WaitLeader alone: %v, want unavailable after the deadline", err)
+	}
+	if _, err := nodes[0].store.Apply(ctx, PutNode{Node: Node{ID: "x"}}); !errdefs.IsUnavailable(err) {
+		t.Errorf("Apply without a quorum: %v, want unavailable", err)
+	}
+	// The others come up later; the group forms and the write goes through.
+	for _, n := range nodes[1:] {
+		g.open(n, func(c *Config) { c.Peers = peers })
+	}
+	g.leader(nil)
+	apply(t, nodes[0].store, PutNode{Node: Node{ID: "y"}})
+}

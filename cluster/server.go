@@ -275,7 +275,7 @@ func Server(ctx context.Context, o *ServerOptions, log *slog.Logger, ready func(
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveErr("node RPC", mcp.Serve(gctx, rpcLn, rpcHandler)) })
-	g.Go(func() error { return mcp.Serve(gctx, ep.ln, ep.mux) })
+	g.Go(func() error { return mcp.Serve(gctx, ep.ln, s.consistentReads(ep.mux)) })
 	g.Go(func() error { return ep.srv.WatchResources(gctx) })
 	g.Go(func() error { return s.watchMembers(gctx) })
 	g.Go(func() error {

@@ -188,32 +188,26 @@ func (b *Backend) Scale(ctx context.Context, name string, replicas int) (*api.Sc
 	if replicas < 0 || replicas > 1000 {
 		return nil, errdefs.WithHint(fmt.Errorf("replicas %d out of range: %w", replicas, errdefs.ErrInvalid), "use 0 to 1000")
 	}
-	for attempt := 0; ; attempt++ {
-		s, err := b.Store.Service(name)
-		if err != nil {
-			return nil, err
-		}
-		if s.Removing {
-			return nil, removingErr(name)
-		}
-		res := &api.ScaleResult{Service: name, Previous: s.Spec.Replicas, Desired: replicas}
-		if s.Spec.Replicas == replicas {
-			return res, nil
-		}
-		rec := *s
-		rec.Spec.Replicas = replicas
-		rec.UpdatedAt = time.Now().UTC()
-		ev := state.Event{Time: rec.UpdatedAt, Service: name, Type: "Scaled",
-			Message: fmt.Sprintf("scaled from %d to %d replica(s)", s.Spec.Replicas, replicas)}
-		_, err = b.Store.Apply(ctx, state.PutService{Service: rec, ExpectModifyIndex: s.ModifyIndex}, state.AppendEvent{Event: ev})
-		if errdefs.IsConflict(err) && attempt < 3 {
-			continue // a concurrent update: read again and retry
-		}
-		if err != nil {
-			return nil, err
-		}
+	s, err := b.Store.Service(name)
+	if err != nil {
+		return nil, err
+	}
+	if s.Removing {
+		return nil, removingErr(name)
+	}
+	res := &api.ScaleResult{Service: name, Previous: s.Spec.Replicas, Desired: replicas}
+	if s.Spec.Replicas == replicas {
 		return res, nil
 	}
+	// One op that sets the count inside the FSM: a concurrent change to the
+	// service cannot make it fail (the Previous above may be a moment old).
+	if _, err := b.Store.Apply(ctx, state.ScaleService{Name: name, Replicas: replicas}); err != nil {
+		if errdefs.IsConflict(err) {
+			return nil, removingErr(name)
+		}
+		return nil, err
+	}
+	return res, nil
 }
 
 // Remove marks a service for removal: the controller stops its instances

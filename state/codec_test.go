@@ -40,6 +40,7 @@ func allOps() []Op {
 		PutJoinToken{ID: "abcdefghij", Role: JoinRoleWorker, SecretHash: strings.Repeat("cd", 32), ExpiresAt: at, MaxUses: 2, CreatedBy: "admin"},
 		RevokeJoinToken{ID: "abcdefghij", By: "admin"},
 		UseJoinToken{ID: "abcdefghij", SecretHash: strings.Repeat("cd", 32), Role: JoinRoleWorker, Node: "w1"},
+		ScaleService{Name: "web", Replicas: 4},
 	}
 }
 

@@ -169,6 +169,8 @@ func (a *applier) apply(op Op) error {
 		return a.revokeJoinToken(op)
 	case UseJoinToken:
 		return a.useJoinToken(op)
+	case ScaleService:
+		return a.scaleService(op)
 	}
 	return invalid("op %T is unknown", op)
 }

@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/gantry-dev/gantry/errdefs"
@@ -131,5 +132,44 @@ func TestRedeployOfARunningSpecKeepsItsInstances(t *testing.T) {
 	apply(t, s, RestartService{Name: "web"})
 	if v := versions(); v["web-0-a"] != 3 {
 		t.Fatalf("a restart must leave instances on the old version to be replaced: %v", v)
+	}
+}
+
+// ScaleService sets replicas inside the FSM: concurrent scales all succeed
+// (the last applied wins), each records a Scaled event, and the version
+// stays.
+func TestScaleServiceNeverConflicts(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	apply(t, s, PutService{Service: Service{Spec: webSpec("busybox:1", 1)}})
+	errs := make(chan error, 20)
+	for i := range 20 {
+		go func() {
+			_, err := s.Apply(t.Context(), ScaleService{Name: "web", Replicas: i + 2})
+			errs <- err
+		}()
+	}
+	for range 20 {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent scale: %v", err)
+		}
+	}
+	svc, _ := s.Service("web")
+	if svc.Version != 1 || svc.Spec.Replicas < 2 || svc.Spec.Replicas > 21 {
+		t.Fatalf("after the scales: version %d replicas %d", svc.Version, svc.Spec.Replicas)
+	}
+	var evs []*Event
+	for _, e := range s.Events(EventFilter{Service: "web"}) {
+		if e.Type == "Scaled" {
+			evs = append(evs, e)
+		}
+	}
+	if len(evs) == 0 || len(evs) > 20 || !strings.Contains(evs[0].Message, "scaled from 1 to") {
+		t.Fatalf("Scaled events: %+v", evs)
+	}
+	if _, err := s.Apply(t.Context(), ScaleService{Name: "nope", Replicas: 1}); !errdefs.IsNotFound(err) {
+		t.Errorf("scale of a missing service: %v", err)
+	}
+	if _, err := s.Apply(t.Context(), ScaleService{Name: "web", Replicas: 1001}); !errdefs.IsInvalid(err) {
+		t.Errorf("scale to 1001: %v", err)
 	}
 }

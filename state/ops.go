@@ -121,6 +121,7 @@ type wireOp struct {
 	PutJoinToken       *PutJoinToken       `json:"put_join_token,omitempty"`
 	RevokeJoinToken    *RevokeJoinToken    `json:"revoke_join_token,omitempty"`
 	UseJoinToken       *UseJoinToken       `json:"use_join_token,omitempty"`
+	ScaleService       *ScaleService       `json:"scale_service,omitempty"`
 }
 
 func (o PutService) wrap() wireOp         { return wireOp{PutService: &o} }
@@ -200,6 +201,9 @@ func (w wireOp) unwrap() (Op, error) {
 	}
 	if w.UseJoinToken != nil {
 		ops = append(ops, *w.UseJoinToken)
+	}
+	if w.ScaleService != nil {
+		ops = append(ops, *w.ScaleService)
 	}
 	if len(ops) != 1 {
 		return nil, fmt.Errorf("op holds %d operations, want exactly 1 (written by a newer gantry?): %w", len(ops), errdefs.ErrInvalid)

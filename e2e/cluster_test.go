@@ -642,3 +642,73 @@ func runcRunning(runDir string) []string {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// A follower server cut off from the others cannot commit (a write through
+// it fails and is not applied), the majority goes on, and after heal the
+// follower catches up and serves the majority's writes.
+func TestClusterMinorityPartition(t *testing.T) {
+	if skipAll != "" {
+		t.Skip(skipAll)
+	}
+	bed := netns.NewT(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	servers := startServers(t, ctx, bed)
+	h, err := servers[0].health(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var minority, majority *clusterNode
+	for _, s := range servers {
+		if s.name != h.leader {
+			if minority == nil {
+				minority = s
+			}
+		} else {
+			majority = s
+		}
+	}
+	cut := minority.mcpSession(ctx)
+	lead := majority.mcpSession(ctx)
+	if err := bed.Partition(ctx, minority.node); err != nil {
+		t.Fatal(err)
+	}
+	spec := "name: %s\nimage: 127.0.0.1:1/none:1\nreplicas: 1\n"
+	wctx, wcancel := context.WithTimeout(ctx, 4*time.Second)
+	err = clusterCall(wctx, cut, "deploy", map[string]any{"spec_yaml": fmt.Sprintf(spec, "minority")}, nil)
+	wcancel()
+	if err == nil {
+		t.Fatalf("a write through the partitioned %s succeeded", minority.name)
+	}
+	t.Logf("write through the partitioned %s: %v", minority.name, err)
+	if err := clusterCall(ctx, lead, "deploy", map[string]any{"spec_yaml": fmt.Sprintf(spec, "majority")}, nil); err != nil {
+		t.Fatalf("write through the majority's leader %s: %v", majority.name, err)
+	}
+	if err := bed.Heal(ctx, minority.node); err != nil {
+		t.Fatal(err)
+	}
+	healed := time.Now()
+	for {
+		var st api.ServiceStatus
+		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+		err := clusterCall(rctx, cut, "get_service", map[string]any{"name": "majority"}, &st)
+		rcancel()
+		if err == nil && st.Desired == 1 {
+			break
+		}
+		if time.Since(healed) > 30*time.Second {
+			t.Fatalf("%s did not catch up 30s after heal: %v\n%s", minority.name, err, minority.log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("MEASURED %s caught up %v after heal", minority.name, time.Since(healed).Round(time.Millisecond))
+	var list api.ServiceList
+	if err := clusterCall(ctx, lead, "list_services", map[string]any{}, &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range list.Services {
+		if s.Name == "minority" {
+			t.Errorf("the write made through the partitioned %s was applied", minority.name)
+		}
+	}
+}

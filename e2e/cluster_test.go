@@ -524,6 +524,13 @@ func TestClusterServersWorkersFailover(t *testing.T) {
 	}
 	t.Logf("%s stopped its replaced containers %v after heal", survivor.name, time.Since(healed).Round(time.Millisecond))
 
+	// Memory of a server and of a worker (3 instances on it).
+	for _, c := range []*clusterNode{via, victim} {
+		if rss := vmRSS(c.cmd.Process.Pid); rss != "" {
+			t.Logf("MEASURED memory: %s VmRSS %s", c.name, rss)
+		}
+	}
+
 	// A server stopped with SIGTERM hands its leadership over first.
 	h, err = via.health(ctx)
 	if err != nil {
@@ -589,6 +596,20 @@ func waitHealth(t *testing.T, ctx context.Context, c *clusterNode, timeout time.
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// vmRSS is a process's resident memory as /proc says it ("" if gone).
+func vmRSS(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }
 
 // withoutToken drops --token and its value: a restart needs none.

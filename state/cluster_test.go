@@ -30,7 +30,7 @@ type testNode struct {
 }
 
 type testGroup struct {
-	t  *testing.T
+	t  testing.TB
 	ca *testCA
 
 	mu     sync.Mutex
@@ -41,7 +41,7 @@ type testGroup struct {
 	hook func(addr string) (r Result, err error, handled bool)
 }
 
-func newTestGroup(t *testing.T) *testGroup {
+func newTestGroup(t testing.TB) *testGroup {
 	return &testGroup{t: t, ca: newTestCA(t, "gantry test CA"), byAddr: map[string]*testNode{}}
 }
 
@@ -144,7 +144,7 @@ func peersOf(nodes ...*testNode) []Peer {
 
 // newGroup forms a group of n servers from a peers list and waits for a
 // leader.
-func newGroup(t *testing.T, n int) *testGroup {
+func newGroup(t testing.TB, n int) *testGroup {
 	g := newTestGroup(t)
 	var nodes []*testNode
 	for i := range n {

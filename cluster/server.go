@@ -274,7 +274,7 @@ func Server(ctx context.Context, o *ServerOptions, log *slog.Logger, ready func(
 	ep.mux.HandleFunc("/healthz", s.healthz)
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serveErr("node RPC", mcp.Serve(gctx, rpcLn, rpcHandler)) })
+	g.Go(func() error { return serveRPC(gctx, rpcLn, rpcHandler) })
 	g.Go(func() error { return mcp.Serve(gctx, ep.ln, s.consistentReads(ep.mux)) })
 	g.Go(func() error { return ep.srv.WatchResources(gctx) })
 	g.Go(func() error { return s.watchMembers(gctx) })
@@ -298,9 +298,26 @@ func Server(ctx context.Context, o *ServerOptions, log *slog.Logger, ready func(
 	return err
 }
 
-func serveErr(what string, err error) error {
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+// serveRPC serves the node RPC until ctx is done. Requests see ctx, so
+// the workers' blocking watches end at once when the server stops instead
+// of holding the shutdown for their whole wait.
+func serveRPC(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving the node RPC on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving the node RPC on %s: %w", ln.Addr(), err)
 	}
 	return nil
 }

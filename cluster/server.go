@@ -40,6 +40,9 @@ import (
 const (
 	ServerJoinTokenFile = "server-join.token"
 	WorkerJoinTokenFile = "worker-join.token"
+	// ClusterAdminTokenFile holds an admin API token made at bootstrap:
+	// stored in the replicated state, it works on every server.
+	ClusterAdminTokenFile = "cluster-admin.token"
 )
 
 // ServerOptions configure `gantry server`.
@@ -128,9 +131,10 @@ func RunServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stdout, "gantry server %s is ready\n  MCP endpoint: %s\n  admin token:  %s\n", o.Node.Name, r.Endpoint, r.TokenFile)
 		if r.ServerToken != "" {
 			fmt.Fprintf(stdout, "  join another server:  gantry server --join %s --token %s\n  join a worker:        gantry worker --join %s --token %s\n"+
-				"  (the tokens are in %s and %s)\n",
+				"  (the tokens are in %s and %s)\n  admin token for every server: %s\n",
 				advertised(o.Node.RPCAddr, o.Node.Advertise), r.ServerToken, advertised(o.Node.RPCAddr, o.Node.Advertise), r.WorkerToken,
-				filepath.Join(o.Node.DataDir, ServerJoinTokenFile), filepath.Join(o.Node.DataDir, WorkerJoinTokenFile))
+				filepath.Join(o.Node.DataDir, ServerJoinTokenFile), filepath.Join(o.Node.DataDir, WorkerJoinTokenFile),
+				filepath.Join(o.Node.DataDir, ClusterAdminTokenFile))
 		}
 	})
 }
@@ -397,6 +401,15 @@ func (s *serverNode) bootstrapTokens(ctx context.Context) (server, worker string
 			return "", "", err
 		}
 		out[role] = tok
+	}
+	// An admin API token, replicated, so one token file works on every
+	// server (each server's admin.token works on that server only).
+	ct, err := NewAuth(s.st, "", nil).CreateToken(ctx, "cluster-admin", mcp.ScopeAdmin)
+	if err != nil {
+		return "", "", err
+	}
+	if err := pki.WriteFileAtomic(filepath.Join(s.o.Node.DataDir, ClusterAdminTokenFile), []byte(ct.Token+"\n"), 0o600); err != nil {
+		return "", "", err
 	}
 	return out[pki.RoleServer], out[pki.RoleWorker], nil
 }

@@ -129,9 +129,15 @@ func (c *clusterNode) token() string {
 // mcpSession connects to the server's MCP endpoint from inside its node.
 func (c *clusterNode) mcpSession(ctx context.Context) *mcp.ClientSession {
 	c.t.Helper()
+	return c.mcpSessionAs(ctx, c.token())
+}
+
+// mcpSessionAs connects with the given bearer token.
+func (c *clusterNode) mcpSessionAs(ctx context.Context, token string) *mcp.ClientSession {
+	c.t.Helper()
 	client := mcp.NewClient(&mcp.Implementation{Name: "gantry-e2e-cluster", Version: "1"}, nil)
 	tr := &mcp.StreamableClientTransport{Endpoint: "http://127.0.0.1:7433/mcp",
-		HTTPClient: &http.Client{Transport: bearer{c.token(), c.node.HTTPTransport(nil)}}}
+		HTTPClient: &http.Client{Transport: bearer{token, c.node.HTTPTransport(nil)}}}
 	s, err := client.Connect(ctx, tr, nil)
 	if err != nil {
 		c.t.Fatalf("connect MCP of %s: %v\n%s", c.name, err, c.log())
@@ -264,7 +270,7 @@ func TestClusterServersWorkersFailover(t *testing.T) {
 	if !strings.HasPrefix(serverTok, "gtyj.server.") || !strings.HasPrefix(workerTok, "gtyj.worker.") {
 		t.Fatalf("join tokens: %q, %q", serverTok, workerTok)
 	}
-	for _, f := range []string{"server-join.token", "worker-join.token", "tls/ca-key.pem", "tls/node-key.pem", "tls/gossip.key", "secrets.key"} {
+	for _, f := range []string{"server-join.token", "worker-join.token", "cluster-admin.token", "tls/ca-key.pem", "tls/node-key.pem", "tls/gossip.key", "secrets.key"} {
 		if fi, err := os.Stat(filepath.Join(first.dataDir, f)); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v, mode %v; want 0600", f, err, fi.Mode().Perm())
 		}
@@ -421,7 +427,8 @@ func TestClusterServersWorkersFailover(t *testing.T) {
 	if via.name == newLeader {
 		via = others[1] // through a follower: the write is forwarded
 	}
-	sv := via.mcpSession(ctx)
+	// The cluster admin token made at bootstrap works on every server.
+	sv := via.mcpSessionAs(ctx, readTok("cluster-admin.token"))
 	if err := clusterCall(ctx, sv, "get_service", map[string]any{"name": "sleeper"}, &st); err != nil || st.Desired != 2 {
 		t.Fatalf("get_service through %s after failover: %+v, %v", via.name, st, err)
 	}

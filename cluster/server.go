@@ -56,6 +56,9 @@ type ServerOptions struct {
 	RaftAddr string
 	// Bootstrap creates a new cluster with this server as its only voter.
 	Bootstrap bool
+	// BootstrapExpect, above 1, holds the Raft group back until this many
+	// servers gossip, then bootstraps it with all of them at once.
+	BootstrapExpect int
 	// JoinTokenTTL is how long the bootstrap join tokens are valid.
 	JoinTokenTTL time.Duration
 }
@@ -71,6 +74,7 @@ func ParseServerFlags(args []string, stderr io.Writer) (*ServerOptions, error) {
 	fs.StringVar(&o.MCP.Listen, "listen", DefaultListen, "address of the MCP endpoint (served at /mcp); a non-loopback address needs --tls-cert and --tls-key")
 	fs.StringVar(&o.RaftAddr, "raft-addr", ":"+strconv.Itoa(DefaultRaftPort), "bind address of Raft (TCP, mutual TLS)")
 	fs.BoolVar(&o.Bootstrap, "bootstrap", false, "create a new cluster: its CA, keys and join tokens, with this server as the first voter")
+	fs.IntVar(&o.BootstrapExpect, "bootstrap-expect", 0, "form the Raft group only once this many servers gossip (give every server the same number; the one with --bootstrap makes the CA and tokens)")
 	fs.DurationVar(&o.JoinTokenTTL, "join-token-ttl", 7*24*time.Hour, "how long the join tokens printed at --bootstrap are valid")
 	registerTLSFlags(fs, &o.MCP)
 	registerOAuthFlags(fs, &o.MCP)
@@ -98,6 +102,9 @@ func ParseServerFlags(args []string, stderr io.Writer) (*ServerOptions, error) {
 	if o.Bootstrap && len(o.Node.Join) > 0 {
 		return nil, errdefs.WithHint(fmt.Errorf("--bootstrap and --join exclude each other: %w", errdefs.ErrInvalid),
 			"bootstrap the first server only; join the others to it")
+	}
+	if o.BootstrapExpect < 0 || o.BootstrapExpect > 7 {
+		return nil, fmt.Errorf("--bootstrap-expect %d: want 3 or 5 (at most 7): %w", o.BootstrapExpect, errdefs.ErrInvalid)
 	}
 	o.MCP.DataDir, o.MCP.NodeName, o.MCP.LogLevel = o.Node.DataDir, o.Node.Name, o.Node.LogLevel
 	if err := checkListen(&o.MCP); err != nil {
@@ -239,7 +246,7 @@ func Server(ctx context.Context, o *ServerOptions, log *slog.Logger, ready func(
 	}()
 
 	s.st, err = state.Open(ctx, state.Config{DataDir: dataDir, NodeID: o.Node.Name, Logger: log, Transport: trans,
-		Join: !bootstrapping, Forward: s.forward})
+		Join: !bootstrapping && o.BootstrapExpect <= 1, BootstrapExpect: expectOrZero(o.BootstrapExpect), Forward: s.forward})
 	if err != nil {
 		return err
 	}
@@ -247,7 +254,14 @@ func Server(ctx context.Context, o *ServerOptions, log *slog.Logger, ready func(
 
 	var rdy ServerReady
 	if bootstrapping {
-		if rdy.ServerToken, rdy.WorkerToken, err = s.bootstrapTokens(ctx); err != nil {
+		if rdy.ServerToken, rdy.WorkerToken, err = s.makeJoinTokens(); err != nil {
+			return err
+		}
+	}
+	if bootstrapping && o.BootstrapExpect <= 1 {
+		// A single voter leads already: the tokens are usable when
+		// the endpoints open.
+		if err := s.recordBootstrapTokens(ctx); err != nil {
 			return err
 		}
 	}
@@ -288,6 +302,10 @@ func Server(ctx context.Context, o *ServerOptions, log *slog.Logger, ready func(
 	g.Go(func() error { return s.leaderLoop(gctx) })
 	g.Go(func() error { return peersLoop(gctx, dataDir, s.ml, log) })
 	g.Go(func() error { return renewLoop(gctx, dataDir, s.id, s.ca, log) })
+	if o.BootstrapExpect > 1 {
+		g.Go(func() error { return s.bootstrapExpect(gctx, o.BootstrapExpect) })
+	}
+	g.Go(func() error { return s.recordBootstrapTokensLater(gctx) })
 	log.Info("gantry server started", "endpoint", ep.endpoint, "rpc", s.rpcAddr, "raft", s.raftAddr, "gossip", s.ml.Addr(),
 		"data_dir", dataDir, "startup", time.Since(start).Round(time.Millisecond))
 	if ready != nil {
@@ -380,40 +398,6 @@ func createCluster(dataDir, name, advertise string) error {
 	return pki.WriteNodeFiles(dir, certPEM, keyPEM, ca.CertPEM())
 }
 
-// bootstrapTokens makes the first server and worker join tokens, records
-// them and writes them into the data dir.
-func (s *serverNode) bootstrapTokens(ctx context.Context) (server, worker string, err error) {
-	out := map[pki.Role]string{}
-	for _, role := range []pki.Role{pki.RoleServer, pki.RoleWorker} {
-		tok, rec, err := pki.NewJoinToken(role, s.ca.Cert.Raw)
-		if err != nil {
-			return "", "", err
-		}
-		if _, err := s.st.Apply(ctx, state.PutJoinToken{ID: rec.ID, Role: string(role), SecretHash: rec.SecretHash,
-			ExpiresAt: time.Now().Add(s.o.JoinTokenTTL).UTC(), CreatedBy: "bootstrap:" + s.o.Node.Name}); err != nil {
-			return "", "", fmt.Errorf("record the %s join token: %w", role, err)
-		}
-		file := ServerJoinTokenFile
-		if role == pki.RoleWorker {
-			file = WorkerJoinTokenFile
-		}
-		if err := pki.WriteFileAtomic(filepath.Join(s.o.Node.DataDir, file), []byte(tok+"\n"), 0o600); err != nil {
-			return "", "", err
-		}
-		out[role] = tok
-	}
-	// An admin API token, replicated, so one token file works on every
-	// server (each server's admin.token works on that server only).
-	ct, err := NewAuth(s.st, "", nil).CreateToken(ctx, "cluster-admin", mcp.ScopeAdmin)
-	if err != nil {
-		return "", "", err
-	}
-	if err := pki.WriteFileAtomic(filepath.Join(s.o.Node.DataDir, ClusterAdminTokenFile), []byte(ct.Token+"\n"), 0o600); err != nil {
-		return "", "", err
-	}
-	return out[pki.RoleServer], out[pki.RoleWorker], nil
-}
-
 // join is the node RPC's join handler: it spends a use of the token (in
 // the replicated state, so limits hold across servers), signs the node's
 // certificate and hands out the cluster's keys.
@@ -436,7 +420,12 @@ func (s *serverNode) join(ctx context.Context, req rpc.JoinRequest) (*rpc.JoinRe
 		}
 		ips = append(ips, ip)
 	}
-	if _, err := s.st.Apply(ctx, state.UseJoinToken{ID: tok.ID, SecretHash: tok.SecretHash, Role: string(tok.Role), Node: req.Name}); err != nil {
+	if s.unrecordedLocalToken(tok) {
+		// The group is still forming (--bootstrap-expect): this server
+		// made the token and holds its only record until a leader
+		// takes it.
+		s.log.Info("join token checked locally: the Raft group has not formed yet", "token", tok.ID, "name", req.Name)
+	} else if _, err := s.st.Apply(ctx, state.UseJoinToken{ID: tok.ID, SecretHash: tok.SecretHash, Role: string(tok.Role), Node: req.Name}); err != nil {
 		return nil, err
 	}
 	cert, err := s.ca.Issue(req.CSR, tok.Role, req.Name, ips, pki.DefaultNodeTTL, time.Now())

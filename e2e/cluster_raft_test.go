@@ -1,5 +1,9 @@
 package e2e
 
+// Raft-level behaviour of a cluster of `gantry server` processes in network
+// namespaces: linearizable writes and reads across a leader SIGKILL, a
+// partitioned minority, and --bootstrap-expect.
+
 import (
 	"context"
 	"fmt"
@@ -202,4 +206,136 @@ func indexOf(ss []*clusterNode, s *clusterNode) int {
 		}
 	}
 	return 0
+}
+
+// A follower server cut off from the others cannot commit (a write through
+// it fails and is not applied), the majority goes on, and after heal the
+// follower catches up and serves the majority's writes.
+func TestClusterMinorityPartition(t *testing.T) {
+	if skipAll != "" {
+		t.Skip(skipAll)
+	}
+	bed := netns.NewT(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	servers := startServers(t, ctx, bed)
+	h, err := servers[0].health(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var minority, majority *clusterNode
+	for _, s := range servers {
+		if s.name != h.leader {
+			if minority == nil {
+				minority = s
+			}
+		} else {
+			majority = s
+		}
+	}
+	cut := minority.mcpSession(ctx)
+	lead := majority.mcpSession(ctx)
+	if err := bed.Partition(ctx, minority.node); err != nil {
+		t.Fatal(err)
+	}
+	spec := "name: %s\nimage: 127.0.0.1:1/none:1\nreplicas: 1\n"
+	wctx, wcancel := context.WithTimeout(ctx, 4*time.Second)
+	err = clusterCall(wctx, cut, "deploy", map[string]any{"spec_yaml": fmt.Sprintf(spec, "minority")}, nil)
+	wcancel()
+	if err == nil {
+		t.Fatalf("a write through the partitioned %s succeeded", minority.name)
+	}
+	t.Logf("write through the partitioned %s: %v", minority.name, err)
+	if err := clusterCall(ctx, lead, "deploy", map[string]any{"spec_yaml": fmt.Sprintf(spec, "majority")}, nil); err != nil {
+		t.Fatalf("write through the majority's leader %s: %v", majority.name, err)
+	}
+	if err := bed.Heal(ctx, minority.node); err != nil {
+		t.Fatal(err)
+	}
+	healed := time.Now()
+	for {
+		var st api.ServiceStatus
+		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+		err := clusterCall(rctx, cut, "get_service", map[string]any{"name": "majority"}, &st)
+		rcancel()
+		if err == nil && st.Desired == 1 {
+			break
+		}
+		if time.Since(healed) > 30*time.Second {
+			t.Fatalf("%s did not catch up 30s after heal: %v\n%s", minority.name, err, minority.log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("MEASURED %s caught up %v after heal", minority.name, time.Since(healed).Round(time.Millisecond))
+	var list api.ServiceList
+	if err := clusterCall(ctx, lead, "list_services", map[string]any{}, &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range list.Services {
+		if s.Name == "minority" {
+			t.Errorf("the write made through the partitioned %s was applied", minority.name)
+		}
+	}
+}
+
+// With --bootstrap-expect 3 the group does not form (no leader, joins
+// still accepted against the first server's own token record) until the
+// third server gossips; then all three are voters at once.
+func TestClusterBootstrapExpect(t *testing.T) {
+	if skipAll != "" {
+		t.Skip(skipAll)
+	}
+	bed := netns.NewT(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	servers := make([]*clusterNode, 3)
+	for i := range servers {
+		n := bed.Node(i + 1)
+		c := &clusterNode{t: t, name: fmt.Sprintf("s%d", i+1), node: n, dataDir: t.TempDir()}
+		servers[i] = c
+		t.Cleanup(func() {
+			c.kill9()
+			_ = n.KillAll(context.Background())
+		})
+		c.args = []string{"server", "--bootstrap-expect", "3", "--data-dir", c.dataDir, "--name", c.name, "--advertise", n.IP.String(), "--log-level", "debug"}
+	}
+	servers[0].args = append(servers[0].args, "--bootstrap")
+	servers[0].start(ctx)
+	waitHealth(t, ctx, servers[0], 30*time.Second, func(h health) bool { return true })
+	tok, err := os.ReadFile(filepath.Join(servers[0].dataDir, "server-join.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	join := []string{"--join", net.JoinHostPort(servers[0].node.IP.String(), "7434"), "--token", strings.TrimSpace(string(tok))}
+	servers[1].args = append(servers[1].args, join...)
+	servers[1].start(ctx)
+	waitHealth(t, ctx, servers[1], 30*time.Second, func(h health) bool { return true })
+	time.Sleep(time.Second)
+	for _, s := range servers[:2] {
+		if h, err := s.health(ctx); err != nil || h.leader != "" || len(h.voters) != 0 {
+			t.Errorf("%s with 2 of 3 expected servers: %+v, %v; want no group yet", s.name, h, err)
+		}
+	}
+	servers[2].args = append(servers[2].args, join...)
+	start := time.Now()
+	servers[2].start(ctx)
+	for _, s := range servers {
+		waitHealth(t, ctx, s, 30*time.Second, func(h health) bool { return len(h.voters) == 3 && h.leader != "" })
+	}
+	t.Logf("MEASURED bootstrap-expect: 3 voters and a leader %v after the third server started", time.Since(start).Round(time.Millisecond))
+	// The bootstrap tokens and the cluster admin token are recorded once
+	// the group has formed: the admin token works on another server.
+	var admin string
+	for deadline := time.Now().Add(10 * time.Second); admin == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if b, err := os.ReadFile(filepath.Join(servers[0].dataDir, "cluster-admin.token")); err == nil {
+			admin = strings.TrimSpace(string(b))
+		}
+	}
+	if admin == "" {
+		t.Fatalf("no cluster-admin.token after the group formed\n%s", servers[0].log())
+	}
+	var nl api.NodeList
+	if err := clusterCall(ctx, servers[2].mcpSessionAs(ctx, admin), "list_nodes", map[string]any{}, &nl); err != nil {
+		t.Errorf("list_nodes on s3 with the cluster admin token: %v", err)
+	}
 }

@@ -71,6 +71,7 @@ func ParseServerFlags(args []string, stderr io.Writer) (*ServerOptions, error) {
 	var level string
 	var join stringList
 	registerNodeFlags(fs, &o.Node, &level, &join)
+	fs.StringVar(&o.Node.RPCAddr, "rpc-addr", ":"+strconv.Itoa(DefaultRPCPort), "bind address of the node RPC API (HTTPS, mutual TLS): joins, workers, forwarded writes")
 	fs.StringVar(&o.MCP.Listen, "listen", DefaultListen, "address of the MCP endpoint (served at /mcp); a non-loopback address needs --tls-cert and --tls-key")
 	fs.StringVar(&o.RaftAddr, "raft-addr", ":"+strconv.Itoa(DefaultRaftPort), "bind address of Raft (TCP, mutual TLS)")
 	fs.BoolVar(&o.Bootstrap, "bootstrap", false, "create a new cluster: its CA, keys and join tokens, with this server as the first voter")

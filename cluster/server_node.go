@@ -44,8 +44,9 @@ type NodeOptions struct {
 	DataDir   string
 	Name      string
 	Advertise string // IP other nodes reach this one at
-	// RPCAddr and GossipAddr are bind addresses (host:port); an
-	// unspecified host binds every address and advertises Advertise.
+	// RPCAddr (servers only) and GossipAddr are bind addresses
+	// (host:port); an unspecified host binds every address and
+	// advertises Advertise.
 	RPCAddr    string
 	GossipAddr string
 	// Join are servers' RPC addresses (host[:port]) to join through.
@@ -62,7 +63,6 @@ func registerNodeFlags(fs *flag.FlagSet, o *NodeOptions, level *string, join *st
 	fs.StringVar(&o.DataDir, "data-dir", DefaultDataDir, "directory for all of this node's state: certificates, keys, Raft log, images, instances")
 	fs.StringVar(&o.Name, "name", strings.ToLower(host), "this node's name, unique in the cluster (a DNS label)")
 	fs.StringVar(&o.Advertise, "advertise", "", "IP address the other nodes reach this one at (default: the first non-loopback IPv4 address)")
-	fs.StringVar(&o.RPCAddr, "rpc-addr", ":"+strconv.Itoa(DefaultRPCPort), "bind address of the node RPC API (HTTPS, mutual TLS)")
 	fs.StringVar(&o.GossipAddr, "gossip-addr", ":"+strconv.Itoa(DefaultGossipPort), "bind address of gossip membership (TCP and UDP)")
 	fs.Var(join, "join", "RPC address (host[:port]) of a server to join through (repeatable); needed with --token on the first start")
 	fs.StringVar(&o.Token, "token", "", "join token printed by the first server (or set GANTRY_JOIN_TOKEN); needed on the first start only")
@@ -102,6 +102,9 @@ func checkNodeFlags(o *NodeOptions, level string, join []string) error {
 		return fmt.Errorf("--advertise %q: want the IP address other nodes reach this one at: %w", o.Advertise, errdefs.ErrInvalid)
 	}
 	for _, a := range []*string{&o.RPCAddr, &o.GossipAddr} {
+		if *a == "" {
+			continue // a worker serves no RPC
+		}
 		if _, _, err := net.SplitHostPort(*a); err != nil {
 			return fmt.Errorf("address %q: want host:port or :port: %w", *a, errdefs.ErrInvalid)
 		}

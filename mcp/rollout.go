@@ -247,10 +247,17 @@ func (s *Server) waitRollout(ctx context.Context, req *sdk.CallToolRequest, res 
 }
 
 // cancelWait reverts the deploy whose wait was cancelled, on a context
-// that outlives the call's.
+// that outlives the call's, unless the call ended because the server is
+// shutting down.
 func (s *Server) cancelWait(ctx context.Context, out *api.Rollout, finish func(string, string) *api.Rollout) *api.Rollout {
 	if out.PreviousVersion < 0 {
 		return finish(api.RolloutCancelled, fmt.Sprintf("stopped waiting for %s; the deploy made no new version, so nothing was reverted", out.Service))
+	}
+	if s.router != nil && s.router.closing() {
+		// The server is stopping, which ends every call: nobody
+		// cancelled this deploy, so it is not reverted.
+		s.log.Info("stopped waiting for a rollout: the server is shutting down; the deploy is kept", "service", out.Service, "version", out.Version)
+		return finish(api.RolloutCancelled, fmt.Sprintf("the server is shutting down: stopped waiting for %s version %d, which is kept and rolls out when the server is back; follow it with get_service, or cancel it with cancel_deploy", out.Service, out.Version))
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revertTimeout)
 	defer cancel()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -266,5 +267,65 @@ func TestCancelDeployTool(t *testing.T) {
 	}
 	if tool == nil || len(tool.Description) > 600 || tool.Annotations == nil || tool.Annotations.DestructiveHint == nil || !*tool.Annotations.DestructiveHint || tool.Annotations.ReadOnlyHint {
 		t.Fatalf("cancel_deploy tool = %+v", tool)
+	}
+}
+
+// A server shutting down ends every call, a waiting deploy's too; nobody
+// cancelled that deploy, so it is kept, not reverted (a restart to change
+// the policy used to revert every deploy being waited for). The shutdown
+// drops the stateless request.
+func TestShutdownDoesNotRevertAWaitingDeploy(t *testing.T) {
+	for _, transport := range []string{"http"} {
+		t.Run(transport, func(t *testing.T) {
+			e, srv := newRolloutEnv(t)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, stop := context.WithCancel(context.Background())
+			served := make(chan error, 1)
+			go func() { served <- mcp.Serve(ctx, ln, srv.Handler()) }()
+			t.Cleanup(stop)
+			var version string
+			if transport == "http-2025-11-25" {
+				version = "2025-11-25"
+			}
+			base := &http.Transport{}
+			t.Cleanup(base.CloseIdleConnections)
+			pl := newProgressLog()
+			cs, err := sdk.NewClient(&sdk.Implementation{Name: "t", Version: "1"}, &sdk.ClientOptions{ProgressNotificationHandler: pl.handler}).Connect(context.Background(),
+				&sdk.StreamableClientTransport{Endpoint: "http://" + ln.Addr().String() + "/mcp", HTTPClient: &http.Client{Transport: bearer{testToken, base}}},
+				&sdk.ClientSessionOptions{ProtocolVersion: version})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cs.Close() })
+			decode[api.DeployResult](t, call(t, cs, api.ToolDeploy, api.DeployInput{SpecYAML: webYAML}))
+			done := make(chan error, 1)
+			go func() {
+				_, err := cs.CallTool(context.Background(), waitDeploy(strings.Replace(webYAML, "web:1", "slow:2", 1), "", "s-1"))
+				done <- err
+			}()
+			<-pl.first
+			stop() // gantry dev stopping: Serve shuts the server down
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				t.Fatal("the waiting call did not end within 15s of the shutdown")
+			}
+			if err := <-served; err != nil {
+				t.Errorf("Serve = %v", err)
+			}
+			// The handler sees the dropped request and logs what it did.
+			for deadline := time.Now().Add(5 * time.Second); !strings.Contains(e.logs.String(), "the deploy is kept"); time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) || strings.Contains(strings.Join(e.cluster.Calls(), " "), "RevertRollout") {
+					t.Fatalf("the waiting call did not stop without reverting; calls %v; log:\n%s", e.cluster.Calls(), e.logs.String())
+				}
+			}
+			st, err := e.cluster.GetService(context.Background(), "web")
+			if err != nil || st.Version != 2 || strings.Contains(strings.Join(e.cluster.Calls(), " "), "RevertRollout") {
+				t.Fatalf("after the shutdown: %+v, %v; calls %v", st, err, e.cluster.Calls())
+			}
+		})
 	}
 }

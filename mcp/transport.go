@@ -381,6 +381,13 @@ func (rt *router) lruIdleLocked(principal string) (string, *session) {
 	return id, best
 }
 
+// closing reports whether the server is shutting down (closeAll ran).
+func (rt *router) closing() bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.closed
+}
+
 // openSessions counts the sessions open now.
 func (rt *router) openSessions() int {
 	rt.mu.Lock()

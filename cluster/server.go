@@ -280,9 +280,9 @@ func Server(ctx context.Context, o *ServerOptions, log *slog.Logger, ready func(
 		return err
 	}
 	secrets := &Secrets{Store: s.st, Key: secretKey}
-	// Instances run on workers: their logs are there, not here.
-	logDir := filepath.Join(dataDir, "instances")
-	be := &Backend{Store: s.st, Images: imgs, Secrets: secrets, LogPath: func(id string) string { return filepath.Join(logDir, id, "container.log") }}
+	// Instances run on workers: their logs are fetched from there.
+	logs := newRemoteLogs(s, filepath.Join(dataDir, "logcache"), rl.ClientTLS(caPEM, pki.RoleWorker))
+	be := &Backend{Store: s.st, Images: imgs, Secrets: secrets, LogPath: logs.path}
 	audit := NewAuditWriter(s.st, log, 0)
 	defer startAuditWriter(ctx, audit)()
 	ep, err := newMCPEndpoint(ctx, &o.MCP, mcpParts{store: s.st, backend: be, audit: audit, token: token, secretKey: secretKey}, log)

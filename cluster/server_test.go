@@ -2,7 +2,12 @@ package cluster
 
 import (
 	"bytes"
+	"crypto/tls"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -155,5 +160,69 @@ func TestRenewServerCert(t *testing.T) {
 		if err := renewServerCert(dir, id, ca, time.Now(), log); err != nil || id.cert.Cert.SerialNumber.Cmp(serial) != 0 {
 			t.Errorf("age %v: a fresh certificate was renewed again: %v", age, err)
 		}
+	}
+}
+
+// issueTLS makes a node certificate of role for name from ca.
+func issueTLS(t *testing.T, ca *pki.CA, role pki.Role, name string) tls.Certificate {
+	t.Helper()
+	keyPEM, csr, err := pki.NewKeyAndCSR(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := ca.Issue(csr, role, name, []net.IP{net.ParseIP("127.0.0.1")}, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := pki.KeyPair(certPEM, keyPEM, ca.CertPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// A worker serves the end of an instance's log to servers over mutual TLS,
+// and to nobody else.
+func TestWorkerLogsEndpoint(t *testing.T) {
+	ca, err := pki.NewCA(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	logPath := func(id string) string { return filepath.Join(dir, id, "container.log") }
+	if err := os.MkdirAll(filepath.Dir(logPath("web-0-abc")), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("x", maxLogFetch) + "last line\n"
+	if err := os.WriteFile(logPath("web-0-abc"), []byte(big), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(workerLogsHandler(logPath))
+	srv.TLS = pki.ServerTLS(ca.CertPEM(), issueTLS(t, ca, pki.RoleWorker, "w1"), pki.RoleServer)
+	srv.StartTLS()
+	defer srv.Close()
+	get := func(role pki.Role, id string) (int, string, error) {
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: pki.ClientTLS(ca.CertPEM(), issueTLS(t, ca, role, "n1"), pki.RoleWorker)}}
+		defer hc.CloseIdleConnections()
+		resp, err := hc.Get(srv.URL + workerLogsPath + id)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), err
+	}
+	code, body, err := get(pki.RoleServer, "web-0-abc")
+	if err != nil || code != http.StatusOK || len(body) != maxLogFetch || !strings.HasSuffix(body, "last line\n") {
+		t.Errorf("server reading a log: %d, %d bytes, %v; want the last %d bytes", code, len(body), err, maxLogFetch)
+	}
+	if code, _, _ := get(pki.RoleServer, "nope-0-abc"); code != http.StatusNotFound {
+		t.Errorf("missing log: %d, want 404", code)
+	}
+	if code, _, _ := get(pki.RoleServer, "..%2f..%2fetc"); code != http.StatusBadRequest {
+		t.Errorf("bad instance id: %d, want 400", code)
+	}
+	if _, _, err := get(pki.RoleWorker, "web-0-abc"); err == nil {
+		t.Error("a worker certificate read another worker's logs")
 	}
 }

@@ -8,6 +8,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -61,6 +62,7 @@ func ParseWorkerFlags(args []string, stderr io.Writer) (*WorkerOptions, error) {
 	var level, ports, cpu, mem string
 	var join, insecure, labels stringList
 	registerNodeFlags(fs, &o.Node, &level, &join)
+	fs.StringVar(&o.Node.RPCAddr, "rpc-addr", ":"+strconv.Itoa(DefaultRPCPort), "bind address of the worker's log endpoint for the servers (HTTPS, server certificates only)")
 	fs.StringVar(&o.OCIRuntime, "oci-runtime", "runc", "runc-compatible OCI runtime binary: a name on PATH or a path (runc, crun, youki)")
 	fs.Var(&insecure, "insecure-registry", "registry host[:port] that may be reached over plain http (repeatable; loopback registries always may)")
 	fs.StringVar(&o.Subnet, "subnet", "10.88.0.0/16", "container network subnet")
@@ -214,7 +216,7 @@ func Worker(ctx context.Context, o *WorkerOptions, log *slog.Logger, ready func(
 	}
 
 	ml, err := membership.New(ctx, membership.Config{Name: o.Node.Name, Bind: o.Node.GossipAddr, Advertise: gossipAddr, Key: id.gossipKey,
-		Meta:   membership.Meta{Role: membership.RoleWorker, CPU: o.CPU, Memory: o.Memory, Zone: o.Zone, Labels: o.Labels},
+		Meta:   membership.Meta{Role: membership.RoleWorker, RPCAddr: advertised(o.Node.RPCAddr, o.Node.Advertise), CPU: o.CPU, Memory: o.Memory, Zone: o.Zone, Labels: o.Labels},
 		Logger: log.With("component", "gossip")})
 	if err != nil {
 		return fmt.Errorf("gossip on %s: %w", o.Node.GossipAddr, err)
@@ -246,8 +248,14 @@ func Worker(ctx context.Context, o *WorkerOptions, log *slog.Logger, ready func(
 	if err != nil {
 		return err
 	}
+	logLn, err := net.Listen("tcp", o.Node.RPCAddr)
+	if err != nil {
+		return errdefs.WithHint(fmt.Errorf("listen on --rpc-addr %s: %w", o.Node.RPCAddr, err), "is another gantry running? pick another --rpc-addr")
+	}
+	logLn = tls.NewListener(logLn, id.reloader.ServerTLS(caPEM, pki.RoleServer))
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return wk.Run(gctx) })
+	g.Go(func() error { return serveRPC(gctx, logLn, workerLogsHandler(wk.LogPath)) })
 	g.Go(func() error { return peersLoop(gctx, dataDir, ml, log) })
 	g.Go(func() error {
 		return gossipLoop(gctx, ml, func() []string { return serverGossip(readPeers(dataDir), ml, o.Node.Join) }, log)

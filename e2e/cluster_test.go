@@ -373,7 +373,8 @@ func TestClusterServersWorkersFailover(t *testing.T) {
 
 	// A service deployed through a server (a follower or the leader) runs
 	// on the workers.
-	spec := fmt.Sprintf("name: sleeper\nimage: %s\ncommand: [\"/bin/sleep\", \"3600\"]\nreplicas: 2\nresources: {cpu: 100m, memory: 16Mi}\n", ref)
+	spec := fmt.Sprintf("name: sleeper\nimage: %s\ncommand: [\"/bin/sh\", \"-c\", \"echo started on $(hostname); exec sleep 3600\"]\n"+
+		"replicas: 2\nresources: {cpu: 100m, memory: 16Mi}\n", ref)
 	var dr api.DeployResult
 	if err := clusterCall(ctx, s2, "deploy", map[string]any{"spec_yaml": spec}, &dr); err != nil {
 		t.Fatalf("deploy through s2: %v\n%s", err, allLogs())
@@ -384,6 +385,25 @@ func TestClusterServersWorkersFailover(t *testing.T) {
 	start = time.Now()
 	st := waitService(t, ctx, s2, "sleeper", 60*time.Second, "2 running", func(s api.ServiceStatus) bool { return s.Running == 2 }, allLogs)
 	t.Logf("2 instances running %v after deploy: %v", time.Since(start).Round(time.Millisecond), runningOn(st))
+
+	// Their logs, on the workers, read through a server.
+	var lr api.LogsResult
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		lr = api.LogsResult{}
+		err := clusterCall(ctx, s2, "service_logs", map[string]any{"name": "sleeper"}, &lr)
+		n := 0
+		for _, b := range lr.Instances {
+			if len(b.Lines) == 1 && strings.Contains(b.Lines[0], "started on "+b.Instance) {
+				n++
+			}
+		}
+		if err == nil && n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("service_logs through s2: %+v, %v\n%s", lr, err, allLogs())
+		}
+	}
 
 	// SIGKILL the leader: another server leads within seconds.
 	h, err := servers[0].health(ctx)

@@ -179,12 +179,36 @@ func (s *Server) OpenSessions() int { return s.router.openSessions() }
 // only hand it to trusted code.
 func (s *Server) MCPServer() *sdk.Server { return s.srv }
 
+// serveDrain bounds how long Serve waits, after cutting off the requests
+// still running at the end of the grace period, for their handlers to
+// return (a cut-off request's handler still finishes its tool call and
+// writes its audit entry).
+const serveDrain = 5 * time.Second
+
 // Serve serves h on ln until ctx is done, then shuts down gracefully (in-flight
 // requests get a few seconds to finish). It returns the listen or serve error,
-// or nil after a shutdown caused by ctx.
+// or nil after a shutdown caused by ctx. It returns only once every handler
+// has returned (or serveDrain after cutting them off), so that what runs
+// after it (the audit writer stopping, the store closing) does not pull the
+// ground from under a call still finishing.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	var active sync.WaitGroup
+	var mu sync.Mutex // orders Add against the final Wait
+	closed := false
+	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		if closed {
+			mu.Unlock()
+			http.Error(w, "the server is shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		active.Add(1)
+		mu.Unlock()
+		defer active.Done()
+		h.ServeHTTP(w, r)
+	})
 	srv := &http.Server{
-		Handler:           h,
+		Handler:           counted,
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
@@ -204,6 +228,17 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serving MCP on %s: %w", ln.Addr(), err)
+	}
+	mu.Lock()
+	closed = true
+	mu.Unlock()
+	drained := make(chan struct{})
+	// Ends when the last handler returns; after serveDrain nobody waits
+	// for it any more (a handler that never returns keeps it).
+	go func() { active.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(serveDrain):
 	}
 	if shutErr != nil && !errors.Is(shutErr, context.DeadlineExceeded) {
 		return fmt.Errorf("shutting down MCP server: %w", shutErr)

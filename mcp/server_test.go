@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -589,5 +590,45 @@ func TestServeShutsDownWithContext(t *testing.T) {
 	ln2.Close()
 	if err := mcp.Serve(context.Background(), ln2, srv.Handler()); err == nil {
 		t.Error("Serve on a closed listener returned nil")
+	}
+}
+
+// Serve returns only once the handlers of the requests it cut off at the
+// end of the grace period have returned: what runs after it (the audit
+// writer stopping) must not lose what they still do.
+func TestServeWaitsForCutOffHandlers(t *testing.T) {
+	ln, err := netListen(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var finished atomic.Bool
+	started := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-r.Context().Done() // cut off when the grace period ends
+		time.Sleep(300 * time.Millisecond)
+		finished.Store(true) // say, the call's audit entry
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- mcp.Serve(ctx, ln, h) }()
+	go func() {
+		resp, err := http.Get("http://" + ln.Addr().String() + "/")
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-started
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("Serve = %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Serve did not return within 20s")
+	}
+	if !finished.Load() {
+		t.Error("Serve returned before the cut-off handler finished")
 	}
 }

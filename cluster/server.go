@@ -293,7 +293,7 @@ func Server(ctx context.Context, o *ServerOptions, log *slog.Logger, ready func(
 	ep.mux.HandleFunc("/healthz", s.healthz)
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serveRPC(gctx, rpcLn, rpcHandler) })
+	g.Go(func() error { return serveRPC(gctx, rpcLn, s.withSecrets(rpcHandler, secrets)) })
 	g.Go(func() error { return mcp.Serve(gctx, ep.ln, s.consistentReads(ep.mux)) })
 	g.Go(func() error { return ep.srv.WatchResources(gctx) })
 	g.Go(func() error { return s.watchMembers(gctx) })

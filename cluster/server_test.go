@@ -17,6 +17,8 @@ import (
 	"github.com/gantry-dev/gantry/errdefs"
 	"github.com/gantry-dev/gantry/membership"
 	"github.com/gantry-dev/gantry/pki"
+	"github.com/gantry-dev/gantry/spec"
+	"github.com/gantry-dev/gantry/state"
 )
 
 func TestParseServerFlags(t *testing.T) {
@@ -224,5 +226,33 @@ func TestWorkerLogsEndpoint(t *testing.T) {
 	}
 	if _, _, err := get(pki.RoleWorker, "web-0-abc"); err == nil {
 		t.Error("a worker certificate read another worker's logs")
+	}
+}
+
+// A worker may open a secret only when a service that references it has
+// an instance on the worker's node.
+func TestSecretsAllowedByPlacement(t *testing.T) {
+	st, err := state.Open(t.Context(), state.Config{DataDir: t.TempDir(), NodeID: "s1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sp := spec.Service{Name: "db", Image: "busybox:1", Replicas: 1, Secrets: map[string]string{"PW": "db-pass"}}
+	if _, err := st.Apply(t.Context(), state.PutSecret{Name: "db-pass", Sealed: make([]byte, 40)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Apply(t.Context(), state.PutService{Service: state.Service{Name: "db", Spec: sp, Version: 1}},
+		state.PutInstance{Instance: state.Instance{ID: "db-0-abc", Service: "db", Node: "w1", Desired: state.DesiredRun, SpecVersion: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	s := &serverNode{st: st}
+	if n, ok := s.secretsAllowed("w1", []string{"db-pass"}); !ok {
+		t.Errorf("w1 runs db: refused %q", n)
+	}
+	if _, ok := s.secretsAllowed("w2", []string{"db-pass"}); ok {
+		t.Error("w2 runs nothing that uses db-pass, and got it")
+	}
+	if n, ok := s.secretsAllowed("w1", []string{"db-pass", "other"}); ok || n != "other" {
+		t.Errorf("w1 asked for a secret db does not use: %q, %v", n, ok)
 	}
 }

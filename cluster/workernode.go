@@ -244,7 +244,9 @@ func Worker(ctx context.Context, o *WorkerOptions, log *slog.Logger, ready func(
 		log.Warn("register node", "err", err)
 	}
 	wk, err := worker.New(worker.Config{NodeID: o.Node.Name, Dir: filepath.Join(dataDir, "instances"), InitPath: initPath,
-		Store: rs, Images: imgs, Runtime: rt, Network: nw, Logger: log, PortMin: o.PortRange[0], PortMax: o.PortRange[1]})
+		Store: rs, Images: imgs, Runtime: rt, Network: nw, Logger: log, PortMin: o.PortRange[0], PortMax: o.PortRange[1],
+		Secrets: newRemoteSecrets(func() []string { return mergeAddrs(servers, readPeers(dataDir).Servers...) },
+			id.reloader.ClientTLS(caPEM, pki.RoleServer), log.With("component", "secrets"))})
 	if err != nil {
 		return err
 	}

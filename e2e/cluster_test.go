@@ -598,6 +598,35 @@ func TestClusterServersWorkersFailover(t *testing.T) {
 		t.Errorf("after the rolling restart: %+v, %v", st, err)
 	}
 
+	// A service with a secret runs on a worker, which opens the secret
+	// through a server; its logs, read through a server, are scrubbed.
+	const pw = "s3cr3t-cluster-pw"
+	if err := clusterCall(ctx, sv, "set_secret", map[string]any{"name": "db-pass", "value": pw}, nil); err != nil {
+		t.Fatalf("set_secret: %v", err)
+	}
+	vault := fmt.Sprintf("name: vault\nimage: %s\ncommand: [\"/bin/sh\", \"-c\", \"echo pw=$DBPASS; exec sleep 3600\"]\n"+
+		"secrets: {DBPASS: db-pass}\nresources: {cpu: 100m, memory: 16Mi}\n", ref)
+	if err := clusterCall(ctx, sv, "deploy", map[string]any{"spec_yaml": vault}, nil); err != nil {
+		t.Fatalf("deploy vault: %v", err)
+	}
+	waitService(t, ctx, sv, "vault", 30*time.Second, "1 running", func(s api.ServiceStatus) bool { return s.Running == 1 }, allLogs)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		var lr api.LogsResult
+		err := clusterCall(ctx, sv, "service_logs", map[string]any{"name": "vault"}, &lr)
+		text := fmt.Sprint(lr.Instances)
+		if strings.Contains(text, pw) {
+			t.Fatalf("service_logs shows the secret's value: %s", text)
+		}
+		if err == nil && strings.Contains(text, "pw=") {
+			t.Logf("vault's log through a server: %s", text)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("service_logs of vault: %s, %v\n%s", text, err, allLogs())
+		}
+	}
+	_ = clusterCall(ctx, sv, "remove_service", map[string]any{"name": "vault"}, nil)
+
 	// Remove the service so the workers stop their containers before the
 	// bed goes.
 	_ = clusterCall(ctx, sv, "remove_service", map[string]any{"name": "sleeper"}, nil)

@@ -285,7 +285,8 @@ func Server(ctx context.Context, o *ServerOptions, log *slog.Logger, ready func(
 	be := &Backend{Store: s.st, Images: imgs, Secrets: secrets, LogPath: logs.path}
 	audit := NewAuditWriter(s.st, log, 0)
 	defer startAuditWriter(ctx, audit)()
-	ep, err := newMCPEndpoint(ctx, &o.MCP, mcpParts{store: s.st, backend: be, audit: audit, token: token, secretKey: secretKey}, log)
+	ep, err := newMCPEndpoint(ctx, &o.MCP, mcpParts{store: s.st, backend: be, audit: audit, token: token, secretKey: secretKey,
+		exec: newClusterExec(s, rl.ClientTLS(caPEM, pki.RoleWorker), be.SecretScrubber)}, log)
 	if err != nil {
 		rpcLn.Close()
 		return err

@@ -16,6 +16,7 @@ import (
 type mcpParts struct {
 	store     *state.Store
 	backend   *Backend
+	exec      mcp.Executor
 	audit     *AuditWriter
 	token     string
 	secretKey *state.SecretKey
@@ -30,8 +31,8 @@ type mcpEndpoint struct {
 }
 
 // newMCPEndpoint builds the MCP endpoint of a cluster server from the same
-// flags and helpers as gantry dev (auth, OAuth, policy, TLS), without the
-// exec tool: instances run on workers, not here.
+// flags and helpers as gantry dev (auth, OAuth, policy, TLS); exec_instance
+// commands run on the instances' workers (clusterExec).
 func newMCPEndpoint(ctx context.Context, o *DevOptions, p mcpParts, log *slog.Logger) (*mcpEndpoint, error) {
 	auth := NewAuth(p.store, p.token, p.audit)
 	authn, oauth, err := withOAuth(ctx, o, auth, log)
@@ -48,7 +49,7 @@ func newMCPEndpoint(ctx context.Context, o *DevOptions, p mcpParts, log *slog.Lo
 	be := p.backend
 	srv, err := mcp.NewServer(mcp.Config{Services: be, Images: be, Plans: be, History: be, Ops: be, Token: p.token, Logger: log, Version: Version,
 		Auth: authn, Audit: p.audit, Access: auth, Resources: be, Policy: pol, Oversight: be, ConfirmDestructive: o.Policy.ConfirmDestructive, Secrets: be,
-		ApprovalKey: p.secretKey.Derive("mcp approval arguments"), Rollouts: be})
+		ApprovalKey: p.secretKey.Derive("mcp approval arguments"), Rollouts: be, Exec: p.exec})
 	if err != nil {
 		return nil, err
 	}

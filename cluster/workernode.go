@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -257,7 +258,10 @@ func Worker(ctx context.Context, o *WorkerOptions, log *slog.Logger, ready func(
 	logLn = tls.NewListener(logLn, id.reloader.ServerTLS(caPEM, pki.RoleServer))
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return wk.Run(gctx) })
-	g.Go(func() error { return serveRPC(gctx, logLn, workerLogsHandler(wk.LogPath)) })
+	nodeAPI := http.NewServeMux()
+	nodeAPI.Handle(workerLogsPath, workerLogsHandler(wk.LogPath))
+	nodeAPI.Handle(workerExecPath, workerExecHandler(wk.Exec))
+	g.Go(func() error { return serveRPC(gctx, logLn, nodeAPI) })
 	g.Go(func() error { return peersLoop(gctx, dataDir, ml, log) })
 	g.Go(func() error {
 		return gossipLoop(gctx, ml, func() []string { return serverGossip(readPeers(dataDir), ml, o.Node.Join) }, log)

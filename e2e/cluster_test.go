@@ -253,8 +253,13 @@ func TestClusterServersWorkersFailover(t *testing.T) {
 	first := servers[0]
 	joinAddr := net.JoinHostPort(first.node.IP.String(), "7434")
 
+	// Servers allow exec_instance to their admin token.
+	policyFile := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(policyFile, []byte(execPolicy), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	// The first server bootstraps the cluster and writes the join tokens.
-	first.args = append([]string{"server", "--bootstrap"}, common(first)...)
+	first.args = append([]string{"server", "--bootstrap", "--policy", policyFile}, common(first)...)
 	start := time.Now()
 	first.start(ctx)
 	waitHealth(t, ctx, first, 30*time.Second, func(h health) bool { return h.role == "leader" })
@@ -328,7 +333,7 @@ func TestClusterServersWorkersFailover(t *testing.T) {
 	// Two more servers join; the group has three voters.
 	start = time.Now()
 	for _, s := range servers[1:] {
-		s.args = append([]string{"server", "--join", joinAddr, "--token", serverTok}, common(s)...)
+		s.args = append([]string{"server", "--join", joinAddr, "--token", serverTok, "--policy", policyFile}, common(s)...)
 		s.start(ctx)
 	}
 	for _, s := range servers {
@@ -403,6 +408,16 @@ func TestClusterServersWorkersFailover(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("service_logs through s2: %+v, %v\n%s", lr, err, allLogs())
 		}
+	}
+
+	// A command runs in an instance on a worker, through a server.
+	var er api.ExecResult
+	if err := clusterCall(ctx, servers[1].mcpSession(ctx), api.ToolExecInstance,
+		map[string]any{"instance": st.Instances[0].ID, "command": []string{"hostname"}}, &er); err != nil {
+		t.Fatalf("exec_instance through s2: %v\n%s", err, allLogs())
+	}
+	if er.ExitCode != 0 || !strings.Contains(er.Stdout, st.Instances[0].ID) || er.Node != st.Instances[0].Node {
+		t.Errorf("exec_instance hostname in %s: %+v", st.Instances[0].ID, er)
 	}
 
 	// SIGKILL the leader: another server leads within seconds.

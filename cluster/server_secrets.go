@@ -36,10 +36,11 @@ type secretsResponse struct {
 	Values map[string]string `json:"values"`
 }
 
-// withSecrets serves secretsPath beside the node RPC handler.
+// withSecrets serves secretsPath and renewPath beside the node RPC handler.
 func (s *serverNode) withSecrets(rpcHandler http.Handler, secrets *Secrets) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", rpcHandler)
+	mux.HandleFunc("POST "+renewPath, s.renewHandler)
 	mux.HandleFunc("POST "+secretsPath, func(w http.ResponseWriter, r *http.Request) {
 		role, node, err := pki.PeerRole(r.TLS)
 		if err != nil {

@@ -256,3 +256,55 @@ func TestSecretsAllowedByPlacement(t *testing.T) {
 		t.Errorf("w1 asked for a secret db does not use: %q, %v", n, ok)
 	}
 }
+
+// A worker with an old certificate gets a new one with the same identity
+// from a server, over the certificate it renews, and presents it at once.
+func TestWorkerRenewsThroughServer(t *testing.T) {
+	now := time.Now()
+	ca, err := pki.NewCA(now.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	keyPEM, csr, err := pki.NewKeyAndCSR("w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := ca.Issue(csr, pki.RoleWorker, "w1", []net.IP{net.ParseIP("10.0.0.7")}, 90*time.Minute, now.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.WriteNodeFiles(tlsDir(dir), certPEM, keyPEM, ca.CertPEM()); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := membership.GenerateKey()
+	if err := writeGossipKey(tlsDir(dir), key); err != nil {
+		t.Fatal(err)
+	}
+	id, err := loadIdentity(dir, pki.RoleWorker, "w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	s := &serverNode{ca: ca, log: log}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(s.renewHandler))
+	srv.TLS = pki.JoinServerTLS(ca.CertPEM(), issueTLS(t, ca, pki.RoleServer, "s1"))
+	srv.StartTLS()
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "https://")
+	old := id.cert.Cert
+	if err := renewWorkerCert(t.Context(), dir, id, []string{addr}, now, log); err != nil {
+		t.Fatal(err)
+	}
+	got := id.cert
+	if got.Cert.SerialNumber.Cmp(old.SerialNumber) == 0 || got.Role != pki.RoleWorker || got.Name != "w1" ||
+		!got.Cert.NotAfter.After(now.Add(300*24*time.Hour)) || len(got.Cert.IPAddresses) != 1 {
+		t.Errorf("renewed certificate: role %s name %s not after %v ips %v", got.Role, got.Name, got.Cert.NotAfter, got.Cert.IPAddresses)
+	}
+	if l := id.reloader.Certificate().Leaf; l == nil || l.SerialNumber.Cmp(got.Cert.SerialNumber) != 0 {
+		t.Error("the reloader does not present the renewed certificate")
+	}
+	if err := renewWorkerCert(t.Context(), dir, id, []string{addr}, now, log); err != nil || id.cert.Cert.SerialNumber.Cmp(got.Cert.SerialNumber) != 0 {
+		t.Errorf("a fresh certificate was renewed again: %v", err)
+	}
+}

@@ -262,6 +262,9 @@ func Worker(ctx context.Context, o *WorkerOptions, log *slog.Logger, ready func(
 	nodeAPI.Handle(workerLogsPath, workerLogsHandler(wk.LogPath))
 	nodeAPI.Handle(workerExecPath, workerExecHandler(wk.Exec))
 	g.Go(func() error { return serveRPC(gctx, logLn, nodeAPI) })
+	g.Go(func() error {
+		return workerRenewLoop(gctx, dataDir, id, func() []string { return mergeAddrs(servers, readPeers(dataDir).Servers...) }, log)
+	})
 	g.Go(func() error { return peersLoop(gctx, dataDir, ml, log) })
 	g.Go(func() error {
 		return gossipLoop(gctx, ml, func() []string { return serverGossip(readPeers(dataDir), ml, o.Node.Join) }, log)

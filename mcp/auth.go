@@ -282,6 +282,11 @@ func (s *Server) guardCalls(next sdk.MethodHandler) sdk.MethodHandler {
 				g.tool, need, p.Name, orNone(p.top()), need, need))
 		}
 		ctx = context.WithValue(WithPrincipal(ctx, p), guardKey{}, g)
+		if s.router != nil && r.Session != nil {
+			var done func()
+			ctx, done = s.router.trackCall(ctx, r.Session.ID())
+			defer done()
+		}
 		res, err := next(ctx, method, req)
 		g.mu.Lock()
 		switch {

@@ -273,9 +273,10 @@ func TestCancelDeployTool(t *testing.T) {
 // A server shutting down ends every call, a waiting deploy's too; nobody
 // cancelled that deploy, so it is kept, not reverted (a restart to change
 // the policy used to revert every deploy being waited for). The shutdown
-// drops the stateless request.
+// drops the stateless request, and cancels the calls of sessions (whose
+// Close would otherwise wait for them).
 func TestShutdownDoesNotRevertAWaitingDeploy(t *testing.T) {
-	for _, transport := range []string{"http"} {
+	for _, transport := range []string{"http", "http-2025-11-25"} {
 		t.Run(transport, func(t *testing.T) {
 			e, srv := newRolloutEnv(t)
 			ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -51,10 +52,11 @@ type router struct {
 	hooked sync.Map // *http.Server -> true: shutdown hook registered
 
 	mu       sync.Mutex
-	sessions map[string]*session // by Mcp-Session-Id
-	opening  int                 // initializes in flight, counted against max
-	openBy   map[string]int      // initializes in flight by principal
-	closed   bool                // the server is shutting down
+	calls    map[*context.CancelFunc]struct{} // tool calls in progress in sessions
+	sessions map[string]*session              // by Mcp-Session-Id
+	opening  int                              // initializes in flight, counted against max
+	openBy   map[string]int                   // initializes in flight by principal
+	closed   bool                             // the server is shutting down
 }
 
 type session struct {
@@ -335,7 +337,11 @@ func (rt *router) hookShutdown(r *http.Request) {
 	}
 }
 
-// closeAll closes every session and refuses new ones.
+// closeAll closes every session and refuses new ones. A session's Close
+// waits for its requests in progress, so the tool calls running in
+// sessions are cancelled first (a waiting deploy stops waiting; it is not
+// reverted, as the server is shutting down), and the sessions close side
+// by side, so that one busy session does not keep the others open.
 func (rt *router) closeAll() {
 	rt.mu.Lock()
 	rt.closed = true
@@ -345,9 +351,45 @@ func (rt *router) closeAll() {
 			open = append(open, s.ss)
 		}
 	}
+	for c := range rt.calls {
+		(*c)()
+	}
 	rt.mu.Unlock()
+	var wg sync.WaitGroup
 	for _, ss := range open {
-		_ = ss.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = ss.Close()
+		}()
+	}
+	wg.Wait()
+}
+
+// trackCall gives a tool call running in the stateful session sid a
+// context that closeAll cancels; done forgets it. Other calls (stateless
+// requests, whose HTTP request the shutdown ends) keep ctx.
+func (rt *router) trackCall(ctx context.Context, sid string) (context.Context, func()) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if _, ok := rt.sessions[sid]; !ok || sid == "" {
+		return ctx, func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	if rt.closed {
+		cancel()
+		return ctx, cancel
+	}
+	if rt.calls == nil {
+		rt.calls = map[*context.CancelFunc]struct{}{}
+	}
+	key := &cancel
+	rt.calls[key] = struct{}{}
+	return ctx, func() {
+		rt.mu.Lock()
+		delete(rt.calls, key)
+		rt.mu.Unlock()
+		cancel()
 	}
 }
 

@@ -308,3 +308,32 @@ func TestWorkerRenewsThroughServer(t *testing.T) {
 		t.Errorf("a fresh certificate was renewed again: %v", err)
 	}
 }
+
+// A worker whose certificate expired (off for too long) is told so at
+// start, with the way out.
+func TestWorkerExpiredCertificateRefused(t *testing.T) {
+	start := time.Now().Add(-3 * time.Hour)
+	ca, err := pki.NewCA(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	keyPEM, csr, err := pki.NewKeyAndCSR("w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := ca.Issue(csr, pki.RoleWorker, "w1", nil, time.Hour, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.WriteNodeFiles(tlsDir(dir), certPEM, keyPEM, ca.CertPEM()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = loadIdentity(dir, pki.RoleWorker, "w1")
+	if err == nil || !strings.Contains(err.Error(), "expired") || !strings.Contains(err.Error(), "join token") {
+		t.Errorf("expired worker certificate: %v", err)
+	}
+	if _, err := loadIdentity(dir, pki.RoleServer, "w1"); err == nil || !strings.Contains(err.Error(), "not server") {
+		t.Errorf("a worker's certificate loaded as a server's: %v", err)
+	}
+}

@@ -46,6 +46,12 @@ func (c *deployCmd) deployAndWait(ctx context.Context, cl *client, name string, 
 		if ctx.Err() != nil {
 			return c.cancelled(ctx, cl, name, seen)
 		}
+		if seen != nil {
+			// The deploy was made and its rollout had begun when the
+			// connection went.
+			return fmt.Errorf("lost the connection while waiting for %s version %d (%w): a server that stopped keeps the deploy and rolls it out when it is back; one still running reverted it, as for a cancelled wait. Check with: gantry status %s (gantry cancel %s reverts a rollout in progress)",
+				name, seen.Version, err, name, name)
+		}
 		return err
 	}
 	r := res.Rollout

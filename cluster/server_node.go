@@ -368,7 +368,7 @@ func aliveCount(ml *membership.Membership) int {
 // peersLoop keeps peers.json current with the servers gossip shows alive,
 // so a restart finds servers that joined after this node did.
 func peersLoop(ctx context.Context, dataDir string, ml *membership.Membership, log *slog.Logger) error {
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
 		select {

@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -145,7 +146,60 @@ func RunWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.Node.LogLevel}))
-	return Worker(ctx, o, log, func() { fmt.Fprintf(stdout, "gantry worker %s is ready\n", o.Node.Name) })
+	ready := func() { fmt.Fprintf(stdout, "gantry worker %s is ready\n", o.Node.Name) }
+	for {
+		err := Worker(ctx, o, log, ready)
+		if !errors.Is(err, errServersChanged) || ctx.Err() != nil {
+			return err
+		}
+		// Containers keep running across this and are re-adopted.
+		log.Info("starting the worker again with the servers gossip found")
+		ready = nil
+	}
+}
+
+// errServersChanged ends Worker so that it starts again with the servers
+// it learnt through gossip: its RPC client keeps the list it started with.
+var errServersChanged = errors.New("no server of this worker's list answers, and gossip knows others")
+
+// offlineRestartAfter is how long a worker stays cut off from the servers
+// it knows before it starts again with others that gossip showed.
+const offlineRestartAfter = 5 * time.Second
+
+// serverListWatch returns errServersChanged when no known server has
+// answered for offlineRestartAfter and peers.json holds servers the client
+// does not know (they joined after this worker started).
+func serverListWatch(ctx context.Context, rs *rpc.RemoteStore, have []string, dataDir string, log *slog.Logger) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var offline time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if rs.Online() {
+			offline = time.Time{}
+			continue
+		}
+		if offline.IsZero() {
+			offline = time.Now()
+		}
+		if time.Since(offline) < offlineRestartAfter {
+			continue
+		}
+		var fresh []string
+		for _, a := range readPeers(dataDir).Servers {
+			if !slices.Contains(have, a) {
+				fresh = append(fresh, a)
+			}
+		}
+		if len(fresh) > 0 {
+			log.Warn("no known server answers; gossip showed others", "known", have, "new", fresh, "offline", time.Since(offline).Round(time.Second))
+			return errServersChanged
+		}
+	}
 }
 
 // assignmentFile caches, in the data dir, the last assignment a server sent.
@@ -266,6 +320,7 @@ func Worker(ctx context.Context, o *WorkerOptions, log *slog.Logger, ready func(
 		return workerRenewLoop(gctx, dataDir, id, func() []string { return mergeAddrs(servers, readPeers(dataDir).Servers...) }, log)
 	})
 	g.Go(func() error { return peersLoop(gctx, dataDir, ml, log) })
+	g.Go(func() error { return serverListWatch(gctx, rs, client.Servers(), dataDir, log) })
 	g.Go(func() error {
 		return gossipLoop(gctx, ml, func() []string { return serverGossip(readPeers(dataDir), ml, o.Node.Join) }, log)
 	})

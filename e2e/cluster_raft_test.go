@@ -239,7 +239,7 @@ func TestClusterMinorityPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := "name: %s\nimage: 127.0.0.1:1/none:1\nreplicas: 1\n"
-	wctx, wcancel := context.WithTimeout(ctx, 4*time.Second)
+	wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
 	err = clusterCall(wctx, cut, "deploy", map[string]any{"spec_yaml": fmt.Sprintf(spec, "minority")}, nil)
 	wcancel()
 	if err == nil {

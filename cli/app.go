@@ -29,6 +29,9 @@ func newApp(stdout, stderr io.Writer, stdin io.Reader, lookupEnv func(string) (s
 		a.g.addr = v
 	}
 	a.g.tokenFile = defaultTokenFile
+	if v, ok := lookupEnv("GANTRY_CONSISTENT"); ok && v == "1" {
+		a.g.consistent = true
+	}
 	return a
 }
 
@@ -39,11 +42,13 @@ type globals struct {
 	tokenFileSet bool
 	caFile       string // --ca-file (tls.go)
 	approval     string // --approval (approvals.go)
+	consistent   bool   // --consistent: linearizable reads on a cluster
 }
 
 func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.addr, "addr", g.addr, "the server's MCP endpoint URL (env GANTRY_ADDR)")
 	registerApprovalFlag(fs, g)
+	fs.BoolVar(&g.consistent, "consistent", g.consistent, "on a cluster, read through the Raft leader so the answer reflects every write acknowledged before the call (env GANTRY_CONSISTENT=1); without it a server answers from its own copy, which a follower may have a moment behind")
 	fs.StringVar(&g.caFile, "ca-file", "", "PEM file of the CA that signed an https server's certificate, trusted besides the system's (env GANTRY_CA_FILE)")
 	fs.Func("token-file", "file holding the bearer token (default "+defaultTokenFile+"; GANTRY_TOKEN is used instead when set)", func(v string) error {
 		if v == "" {

@@ -111,7 +111,7 @@ func (a *app) connect(ctx context.Context) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &client{addr: addr, rt: &authTransport{token: token, base: &http.Transport{
+	c := &client{addr: addr, rt: &authTransport{token: token, consistent: a.g.consistent, base: &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		TLSHandshakeTimeout: 5 * time.Second,
@@ -241,11 +241,15 @@ func (c *client) explain(ctx context.Context, err error) error {
 // authTransport adds the bearer token and remembers the last HTTP status
 // and network error, which the MCP client does not surface in a typed way.
 type authTransport struct {
-	token  string
-	base   *http.Transport
-	status atomic.Int32
-	mu     sync.Mutex
-	netErr error
+	token string
+	// consistent asks a cluster server for linearizable reads: the
+	// header is the one cluster.ConsistencyHeader names (the CLI does not
+	// import server packages); gantry dev, a single voter, ignores it.
+	consistent bool
+	base       *http.Transport
+	status     atomic.Int32
+	mu         sync.Mutex
+	netErr     error
 	// lastReason is the error_description of the last 401 (oauth.go).
 	lastReason atomic.Pointer[string]
 }
@@ -260,6 +264,9 @@ func (t *authTransport) reason() string {
 func (t *authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("Authorization", "Bearer "+t.token)
+	if t.consistent {
+		r.Header.Set("Gantry-Consistency", "linearizable")
+	}
 	resp, err := t.base.RoundTrip(r)
 	if err != nil {
 		var op *net.OpError

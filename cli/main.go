@@ -226,6 +226,8 @@ Global flags (also accepted after the command):
                      GANTRY_TOKEN, when set, is used instead of the default file
   --ca-file FILE     CA certificate (PEM) that signed an https server's certificate
                      (env GANTRY_CA_FILE)
+  --consistent       on a cluster, linearizable reads through the Raft leader
+                     (env GANTRY_CONSISTENT=1)
 
 Run 'gantry help <command>' for a command's flags.
 `, defaultAddr, defaultTokenFile)

@@ -266,7 +266,7 @@ func Dev(ctx context.Context, o *DevOptions, log *slog.Logger, ready func(endpoi
 		Auth: authn, Audit: audit, Access: auth, Resources: be, Policy: pol, Oversight: be, ConfirmDestructive: o.Policy.ConfirmDestructive, Secrets: be,
 		ApprovalKey: secretKey.Derive("mcp approval arguments"),
 		Exec:        &InstanceExec{Store: st, Node: o.NodeName, Worker: wk, Scrub: be.SecretScrubber},
-		Rollouts:    be})
+		Rollouts:    be, Operator: &Operator{Store: st, Self: o.NodeName}})
 	if err != nil {
 		return err
 	}

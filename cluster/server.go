@@ -286,7 +286,7 @@ func Server(ctx context.Context, o *ServerOptions, log *slog.Logger, ready func(
 	audit := NewAuditWriter(s.st, log, 0)
 	defer startAuditWriter(ctx, audit)()
 	ep, err := newMCPEndpoint(ctx, &o.MCP, mcpParts{store: s.st, backend: be, audit: audit, token: token, secretKey: secretKey,
-		exec: newClusterExec(s, rl.ClientTLS(caPEM, pki.RoleWorker), be.SecretScrubber)}, log)
+		exec: newClusterExec(s, rl.ClientTLS(caPEM, pki.RoleWorker), be.SecretScrubber), operator: &Operator{Store: s.st, Self: o.Node.Name, Members: s.ml.Members}}, log)
 	if err != nil {
 		rpcLn.Close()
 		return err

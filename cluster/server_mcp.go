@@ -20,6 +20,7 @@ type mcpParts struct {
 	audit     *AuditWriter
 	token     string
 	secretKey *state.SecretKey
+	operator  mcp.Operator
 }
 
 // mcpEndpoint is an MCP server with its listener and mux, ready to serve.
@@ -49,7 +50,7 @@ func newMCPEndpoint(ctx context.Context, o *DevOptions, p mcpParts, log *slog.Lo
 	be := p.backend
 	srv, err := mcp.NewServer(mcp.Config{Services: be, Images: be, Plans: be, History: be, Ops: be, Token: p.token, Logger: log, Version: Version,
 		Auth: authn, Audit: p.audit, Access: auth, Resources: be, Policy: pol, Oversight: be, ConfirmDestructive: o.Policy.ConfirmDestructive, Secrets: be,
-		ApprovalKey: p.secretKey.Derive("mcp approval arguments"), Rollouts: be, Exec: p.exec})
+		ApprovalKey: p.secretKey.Derive("mcp approval arguments"), Rollouts: be, Exec: p.exec, Operator: p.operator})
 	if err != nil {
 		return nil, err
 	}

@@ -30,6 +30,9 @@ type Config struct {
 	// Ops, when set, enables list_events, explain_instance, cluster_status,
 	// set_node_eligibility and drain_node.
 	Ops Operations
+	// Operator, when set, enables raft_peers, raft_remove_peer,
+	// raft_transfer_leadership, snapshot_save and snapshot_restore.
+	Operator Operator
 	// Resources, when set, serves the gantry:// resources; run
 	// WatchResources to push updates to their subscribers.
 	Resources ResourceSource
@@ -144,6 +147,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s.addTools()
 	registerPlanTools(s, cfg)
 	registerOpsTools(s, cfg)
+	registerOperatorTools(s, cfg)
 	registerExecTools(s, cfg)
 	registerPolicy(s, cfg) // before registerAuthTools: its middleware must run inside the scope check
 	registerAuthTools(s)

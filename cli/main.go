@@ -89,6 +89,8 @@ func builtins() []command {
 		{"cluster", "show nodes, services and instances at a glance", func(ctx context.Context, a *app, args []string) error { return newClusterCmd(a).Run(ctx, args) }},
 		{"drain", "move a node's instances elsewhere and place nothing new on it", func(ctx context.Context, a *app, args []string) error { return newDrainCmd(a).Run(ctx, args) }},
 		{"eligible", "mark a node eligible or not for new instances", func(ctx context.Context, a *app, args []string) error { return newEligibleCmd(a).Run(ctx, args) }},
+		{"operator", "operate the servers' Raft group (operator raft peers|remove-peer|transfer-leader)", func(ctx context.Context, a *app, args []string) error { return newOperatorCmd(a).Run(ctx, args) }},
+		{"snapshot", "save or restore the whole cluster state (snapshot save|restore)", func(ctx context.Context, a *app, args []string) error { return newSnapshotCmd(a).Run(ctx, args) }},
 		{"mcp", "bridge stdio to the MCP endpoint, for desktop MCP clients", func(ctx context.Context, a *app, args []string) error { return newMCPCmd(a).Run(ctx, args) }},
 		{"version", "print the client and server versions", func(ctx context.Context, a *app, args []string) error { return newVersionCmd(a).Run(ctx, args) }},
 		{"help", "show help for gantry or one command", func(ctx context.Context, a *app, args []string) error { return newHelpCmd(a).Run(ctx, args) }},

@@ -41,6 +41,12 @@ var cliCommands = map[string]string{
 	api.ToolSetSecret:          "gantry secret set",
 	api.ToolListSecrets:        "gantry secret ls",
 	api.ToolDeleteSecret:       "gantry secret rm",
+
+	api.ToolRaftPeers:              "gantry operator raft peers",
+	api.ToolRaftRemovePeer:         "gantry operator raft remove-peer",
+	api.ToolRaftTransferLeadership: "gantry operator raft transfer-leader",
+	api.ToolSnapshotSave:           "gantry snapshot save",
+	api.ToolSnapshotRestore:        "gantry snapshot restore",
 	// Arguments the messages name.
 	"dry_run": "--dry-run",
 }

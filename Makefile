@@ -7,7 +7,7 @@ INIT := runtime/initbin/gantry-init
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/gantry-dev/gantry/cluster.Version=$(VERSION) -X github.com/gantry-dev/gantry/cli.Version=$(VERSION)
 
-.PHONY: all deps build init test test-short vet bench demo cluster-clean fuzz clean
+.PHONY: all deps build init test test-short vet bench demo cluster-demo cluster-clean fuzz clean
 
 all: build
 
@@ -43,6 +43,11 @@ fuzz: init
 
 demo: deps build
 	bash scripts/demo.sh
+
+# 3 servers and 2 workers in network namespaces; a worker dies and its
+# instances move (needs root; KEEP=1 leaves it running).
+cluster-demo: deps build
+	bash scripts/cluster-demo.sh
 
 clean:
 	rm -rf $(BIN) $(INIT)

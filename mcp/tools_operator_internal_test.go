@@ -62,4 +62,3 @@ func TestDecodeSnapshot(t *testing.T) {
 
 type nopServices struct{ Services }
 type nopImages struct{ Images }
-

@@ -10,6 +10,11 @@
 // own in-process registry and its own `gantry dev` (own data dir, bridge
 // gbench0, subnet 10.92.0.0/24, own run dir), and removes everything it
 // created when it ends, fails or is interrupted.
+//
+// With -cluster it measures a cluster instead (hack/bench/cluster.go): 3
+// servers and 2 workers, each in a network namespace of an e2e/netns bed,
+// for leader failover, worker death to instances running elsewhere,
+// committed writes per second through MCP and memory.
 package main
 
 import (
@@ -52,17 +57,19 @@ func main() {
 }
 
 type options struct {
-	gantry   string
-	busybox  string
-	runs     int
-	replicas int
-	timeout  time.Duration
-	bridge   string
-	subnet   string
-	ports    string
-	keepLog  string
-	mcp      bool
-	mcpOpts  mcpOptions
+	gantry      string
+	busybox     string
+	runs        int
+	replicas    int
+	timeout     time.Duration
+	bridge      string
+	subnet      string
+	ports       string
+	keepLog     string
+	mcp         bool
+	mcpOpts     mcpOptions
+	cluster     bool
+	clusterOpts clusterOptions
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
@@ -81,11 +88,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	fs.BoolVar(&o.mcp, "mcp", false, "measure MCP tool-call latency (a read and a dry-run plan) on a store of -services services instead; needs no root")
 	fs.IntVar(&o.mcpOpts.services, "services", 1000, "services in the store of the -mcp measurement")
 	fs.IntVar(&o.mcpOpts.calls, "calls", 2000, "timed calls of each tool in the -mcp measurement (list_services gets a tenth)")
+	fs.BoolVar(&o.cluster, "cluster", false, "measure a cluster of 3 servers and 2 workers in network namespaces instead: failover, worker death, writes/s, memory")
+	fs.IntVar(&o.clusterOpts.reps, "reps", 5, "repetitions of each failure in the -cluster measurement")
+	fs.IntVar(&o.clusterOpts.clients, "clients", 8, "parallel MCP clients of the -cluster writes/s measurement")
+	fs.DurationVar(&o.clusterOpts.writeD, "write-time", 4*time.Second, "duration of each -cluster writes/s measurement")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if o.mcp {
 		return runMCP(ctx, o.mcpOpts, stdout, stderr)
+	}
+	if o.cluster {
+		return runCluster(ctx, o, stdout, stderr)
 	}
 	if o.runs < 10 {
 		return fmt.Errorf("-runs %d: at least 10 runs are needed for a p90: %w", o.runs, flag.ErrHelp)

@@ -20,6 +20,10 @@ timeout --foreground --signal=INT --kill-after=60 420 "$tmp/bench" -gantry bin/g
 # MCP tool-call latency (a read, a dry-run plan) on a store of 1,000
 # services, over HTTP with auth and audit on; no containers (hack/bench/mcp.go).
 { echo; timeout --foreground --signal=INT 300 "$tmp/bench" -mcp; } | tee -a "$tmp/figures.md"
+# A cluster of 3 servers and 2 workers, each in its own network namespace:
+# leader failover, worker death, writes/s through MCP against one gantry
+# dev, memory (hack/bench/cluster.go; about 45 s, it cleans up after itself).
+{ echo; timeout --foreground --signal=INT --kill-after=60 240 "$tmp/bench" -cluster -gantry bin/gantry; } | tee -a "$tmp/figures.md"
 
 if [ ! -s "$DOC" ]; then
   cat > "$DOC" <<'EOF'

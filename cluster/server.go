@@ -77,6 +77,8 @@ func ParseServerFlags(args []string, stderr io.Writer) (*ServerOptions, error) {
 	fs.BoolVar(&o.Bootstrap, "bootstrap", false, "create a new cluster: its CA, keys and join tokens, with this server as the first voter")
 	fs.IntVar(&o.BootstrapExpect, "bootstrap-expect", 0, "form the Raft group only once this many servers gossip (give every server the same number; the one with --bootstrap makes the CA and tokens)")
 	fs.DurationVar(&o.JoinTokenTTL, "join-token-ttl", 7*24*time.Hour, "how long the join tokens printed at --bootstrap are valid")
+	var insecure stringList
+	fs.Var(&insecure, "insecure-registry", "registry host[:port] that may be reached over plain http when deploy and pull_image resolve images (repeatable; loopback registries always may; workers take the same flag)")
 	registerTLSFlags(fs, &o.MCP)
 	registerOAuthFlags(fs, &o.MCP)
 	registerPolicyFlags(fs, &o.MCP)
@@ -97,6 +99,7 @@ func ParseServerFlags(args []string, stderr io.Writer) (*ServerOptions, error) {
 	if err := checkNodeFlags(&o.Node, level, join); err != nil {
 		return nil, err
 	}
+	o.MCP.Insecure = insecure
 	if _, _, err := net.SplitHostPort(o.RaftAddr); err != nil {
 		return nil, fmt.Errorf("--raft-addr %q: want host:port or :port: %w", o.RaftAddr, errdefs.ErrInvalid)
 	}

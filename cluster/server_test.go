@@ -22,9 +22,13 @@ import (
 )
 
 func TestParseServerFlags(t *testing.T) {
-	o, err := ParseServerFlags([]string{"--data-dir", "rel", "--name", "s1", "--advertise", "10.0.0.5", "--join", "10.0.0.1", "--token", "x"}, &bytes.Buffer{})
+	o, err := ParseServerFlags([]string{"--data-dir", "rel", "--name", "s1", "--advertise", "10.0.0.5", "--join", "10.0.0.1", "--token", "x",
+		"--insecure-registry", "10.0.0.1:5000"}, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(o.MCP.Insecure) != 1 || o.MCP.Insecure[0] != "10.0.0.1:5000" {
+		t.Errorf("--insecure-registry: %v", o.MCP.Insecure)
 	}
 	if !filepath.IsAbs(o.Node.DataDir) || o.MCP.DataDir != o.Node.DataDir || o.MCP.NodeName != "s1" {
 		t.Errorf("data dir and name: %+v", o.Node)

@@ -340,6 +340,7 @@ func TestClusterServersWorkersFailover(t *testing.T) {
 		waitHealth(t, ctx, s, 30*time.Second, func(h health) bool { return len(h.voters) == 3 && h.leader != "" })
 	}
 	t.Logf("MEASURED join: two servers joined and are voters %v after start", time.Since(start).Round(time.Millisecond))
+	checkRaftOperator(t, ctx, servers)
 
 	// Two workers join.
 	start = time.Now()

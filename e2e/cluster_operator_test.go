@@ -16,7 +16,8 @@ import (
 // refuses a transfer naming the leader; remove-peer refuses a live server
 // and says what the quorum would become; the leader hands leadership to a
 // named follower, which hands it back (so the rest of the test runs as
-// before).
+// before). A snapshot saved on the leader restores there and reaches the
+// followers.
 func checkRaftOperator(t *testing.T, ctx context.Context, servers []*clusterNode) {
 	t.Helper()
 	h, err := servers[0].health(ctx)
@@ -69,6 +70,41 @@ func checkRaftOperator(t *testing.T, ctx context.Context, servers []*clusterNode
 	if err := clusterCall(ctx, fs, api.ToolRaftRemovePeer, map[string]any{"id": follower.name, "dry_run": true, "force": true}, &rm); err != nil ||
 		rm.Removed || rm.VotersTo != 2 || rm.QuorumTo != 2 {
 		t.Errorf("remove-peer --force --dry-run: %+v %v, want 2 voters left, quorum 2, nothing removed", rm, err)
+	}
+
+	// Snapshots: a follower refuses to save (its state may lag), naming
+	// the leader; the leader's file passes a dry run anywhere and restores
+	// on the leader, reaching the followers as a Raft snapshot.
+	err = clusterCall(ctx, fs, api.ToolSnapshotSave, map[string]any{}, nil)
+	if err == nil || !strings.Contains(err.Error(), leader.name) {
+		t.Errorf("snapshot_save on follower %s: %v, want a refusal naming the leader %s", follower.name, err, leader.name)
+	}
+	ls := leader.mcpSession(ctx)
+	var saved api.SnapshotSaveResult
+	if err := clusterCall(ctx, ls, api.ToolSnapshotSave, map[string]any{}, &saved); err != nil || saved.Header.Index == 0 || saved.Header.Node != leader.name {
+		t.Fatalf("snapshot_save on the leader: %+v %v", saved.Header, err)
+	}
+	var restored api.SnapshotRestoreResult
+	if err := clusterCall(ctx, fs, api.ToolSnapshotRestore, map[string]any{"data": saved.Data, "dry_run": true}, &restored); err != nil ||
+		restored.Restored || restored.Header.SHA256 != saved.Header.SHA256 {
+		t.Errorf("snapshot_restore dry run on follower %s: %+v %v", follower.name, restored, err)
+	}
+	if err := clusterCall(ctx, ls, api.ToolSnapshotRestore, map[string]any{"data": saved.Data}, &restored); err != nil || !restored.Restored {
+		t.Fatalf("snapshot_restore on the leader: %+v %v\n%s", restored, err, leader.log())
+	}
+	for _, s := range servers {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var st api.ClusterStatus
+			err := clusterCall(ctx, s.mcpSession(ctx), api.ToolClusterStatus, map[string]any{}, &st)
+			if err == nil && st.Index >= restored.Index {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not reach the restored index %d: %+v %v\n%s", s.name, restored.Index, st, err, s.log())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 
 	for _, hop := range [][2]*clusterNode{{leader, follower}, {follower, leader}} {

@@ -68,10 +68,16 @@ func (o *Operator) RaftPeers(ctx context.Context) (*api.RaftPeerList, error) {
 	return out, nil
 }
 
-// notLeader is the error of a leader-only call made on a follower.
+// notLeader is the error of a leader-only call made on a follower: Raft
+// membership changes, transfers and restores run on the leader, and a save
+// there holds every acknowledged write.
 func (o *Operator) notLeader(op string) error {
 	id, addr := o.Store.Leader()
-	return &state.NotLeaderError{Op: op, LeaderID: id, LeaderAddr: addr}
+	err := &state.NotLeaderError{Op: op, LeaderID: id, LeaderAddr: addr}
+	if id == "" {
+		return errdefs.WithHint(err, "retry once a leader is elected (raft_peers shows it)")
+	}
+	return errdefs.WithHint(err, fmt.Sprintf("call the MCP endpoint of server %s instead (from the CLI: gantry --addr URL-of-%s ...)", id, id))
 }
 
 // RemoveRaftPeer removes a peer, refusing the last voter and (without

@@ -40,21 +40,29 @@ func checkRaftOperator(t *testing.T, ctx context.Context, servers []*clusterNode
 		t.Fatalf("leader %q is not one of the servers", h.leader)
 	}
 
-	cmd := follower.node.Exec(ctx, gantryBin, "operator", "raft", "peers", "-o", "json")
-	cmd.Env = append(os.Environ(), "GANTRY_ADDR=http://127.0.0.1:7433/mcp", "GANTRY_TOKEN="+follower.token())
-	out, err := cmd.CombinedOutput()
+	// Gossip may learn of the last server a moment after Raft does.
 	var peers api.RaftPeerList
-	if err != nil || json.Unmarshal(out, &peers) != nil {
-		t.Fatalf("gantry operator raft peers on %s: %v\n%s", follower.name, err, out)
-	}
-	alive := 0
-	for _, p := range peers.Peers {
-		if p.Gossip == "alive" {
-			alive++
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		cmd := follower.node.Exec(ctx, gantryBin, "operator", "raft", "peers", "-o", "json")
+		cmd.Env = append(os.Environ(), "GANTRY_ADDR=http://127.0.0.1:7433/mcp", "GANTRY_TOKEN="+follower.token())
+		out, err := cmd.CombinedOutput()
+		peers = api.RaftPeerList{}
+		if err != nil || json.Unmarshal(out, &peers) != nil {
+			t.Fatalf("gantry operator raft peers on %s: %v\n%s", follower.name, err, out)
 		}
-	}
-	if peers.Voters != 3 || peers.Quorum != 2 || peers.Leader != leader.name || alive != 3 {
-		t.Fatalf("operator raft peers = %s, want 3 voters alive, quorum 2, leader %s", out, leader.name)
+		alive := 0
+		for _, p := range peers.Peers {
+			if p.Gossip == "alive" {
+				alive++
+			}
+		}
+		if peers.Voters == 3 && peers.Quorum == 2 && peers.Leader == leader.name && alive == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("operator raft peers = %s, want 3 voters alive, quorum 2, leader %s", out, leader.name)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 
 	fs := follower.mcpSession(ctx)

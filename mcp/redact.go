@@ -89,6 +89,14 @@ func redactValue(key string, v any, depth int) any {
 				// top-level value argument is never recorded, whatever the
 				// tool.
 				out[k] = redacted
+			case depth == 0 && strings.EqualFold(k, "data"):
+				// snapshot_restore's data: a whole state, sealed secrets
+				// and token hashes included; only its size is recorded.
+				if str, ok := val.(string); ok {
+					out[k] = fmt.Sprintf("[redacted: %d bytes]", len(str))
+				} else {
+					out[k] = redacted
+				}
 			default:
 				out[k] = redactValue(k, val, depth+1)
 			}

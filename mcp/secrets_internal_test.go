@@ -21,3 +21,11 @@ func TestRedactSecretValue(t *testing.T) {
 		t.Errorf("a nested value key was redacted: %s", got)
 	}
 }
+
+// snapshot_restore's data (the whole state) is recorded as its size only.
+func TestRedactSnapshotData(t *testing.T) {
+	got := redactString(t, `{"data":"H4sIAAAAAAAA/2xhZ2FudHJ5LXN0YXRl","dry_run":true}`)
+	if strings.Contains(got, "H4sI") || !strings.Contains(got, `"data":"[redacted: 32 bytes]"`) {
+		t.Errorf("redacted snapshot_restore arguments = %s", got)
+	}
+}

@@ -123,6 +123,9 @@ func ParseDevFlags(args []string, stderr io.Writer) (*DevOptions, error) {
 			*d = abs
 		}
 	}
+	if err := checkBridge(o.Bridge); err != nil {
+		return nil, err
+	}
 	if err := checkListen(o); err != nil {
 		return nil, err
 	}

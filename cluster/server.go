@@ -100,8 +100,14 @@ func ParseServerFlags(args []string, stderr io.Writer) (*ServerOptions, error) {
 		return nil, err
 	}
 	o.MCP.Insecure = insecure
-	if _, _, err := net.SplitHostPort(o.RaftAddr); err != nil {
-		return nil, fmt.Errorf("--raft-addr %q: want host:port or :port: %w", o.RaftAddr, errdefs.ErrInvalid)
+	if err := checkAddr("--raft-addr", o.RaftAddr, false); err != nil {
+		return nil, err
+	}
+	if err := checkPortClash(map[string]string{"--rpc-addr": o.Node.RPCAddr, "--raft-addr": o.RaftAddr, "--gossip-addr": o.Node.GossipAddr}); err != nil {
+		return nil, err
+	}
+	if o.JoinTokenTTL <= 0 {
+		return nil, fmt.Errorf("--join-token-ttl %s: want a positive duration such as 24h: %w", o.JoinTokenTTL, errdefs.ErrInvalid)
 	}
 	if o.Bootstrap && len(o.Node.Join) > 0 {
 		return nil, errdefs.WithHint(fmt.Errorf("--bootstrap and --join exclude each other: %w", errdefs.ErrInvalid),

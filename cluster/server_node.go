@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -88,8 +89,15 @@ func checkNodeFlags(o *NodeOptions, level string, join []string) error {
 	if o.Token == "" {
 		o.Token = os.Getenv("GANTRY_JOIN_TOKEN")
 	}
+	if o.JoinTimeout <= 0 {
+		return fmt.Errorf("--join-timeout %s: want a positive duration such as 2m: %w", o.JoinTimeout, errdefs.ErrInvalid)
+	}
 	for _, j := range join {
-		o.Join = append(o.Join, withPort(j, DefaultRPCPort))
+		a := withPort(j, DefaultRPCPort)
+		if err := checkAddr("--join", a, true); err != nil {
+			return err
+		}
+		o.Join = append(o.Join, a)
 	}
 	if o.Advertise == "" {
 		ip, err := firstIPv4()
@@ -101,13 +109,62 @@ func checkNodeFlags(o *NodeOptions, level string, join []string) error {
 	if ip := net.ParseIP(o.Advertise); ip == nil || ip.IsUnspecified() {
 		return fmt.Errorf("--advertise %q: want the IP address other nodes reach this one at: %w", o.Advertise, errdefs.ErrInvalid)
 	}
-	for _, a := range []*string{&o.RPCAddr, &o.GossipAddr} {
-		if *a == "" {
+	for _, a := range []struct{ flag, addr string }{{"--rpc-addr", o.RPCAddr}, {"--gossip-addr", o.GossipAddr}} {
+		if a.addr == "" {
 			continue // a worker serves no RPC
 		}
-		if _, _, err := net.SplitHostPort(*a); err != nil {
-			return fmt.Errorf("address %q: want host:port or :port: %w", *a, errdefs.ErrInvalid)
+		if err := checkAddr(a.flag, a.addr, false); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// checkAddr checks that addr is host:port (or :port when needHost is
+// false) with a numeric port in 1-65535: net.SplitHostPort alone takes
+// ":0", ":65536" and "http://x", which only fail later, after a bootstrap
+// has already written the cluster's CA, or never (port 0 binds a random
+// port nobody can be told about).
+func checkAddr(flag, addr string, needHost bool) error {
+	want := "host:port or :port"
+	if needHost {
+		want = "host[:port]"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s %q: want %s: %w", flag, addr, want, errdefs.ErrInvalid)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("%s %q: the port must be a number in 1-65535: %w", flag, addr, errdefs.ErrInvalid)
+	}
+	if needHost && (host == "" || strings.ContainsAny(host, "/:@ ") && net.ParseIP(host) == nil) {
+		return fmt.Errorf("%s %q: want %s with a host name or IP address: %w", flag, addr, want, errdefs.ErrInvalid)
+	}
+	if !needHost && host != "" && net.ParseIP(host) == nil {
+		return fmt.Errorf("%s %q: bind to an IP address of this machine or leave the host empty (:port): %w", flag, addr, errdefs.ErrInvalid)
+	}
+	return nil
+}
+
+// checkPortClash refuses two listeners of one node on the same TCP port
+// (when their hosts can overlap), which otherwise fails late with "address
+// already in use" after a bootstrap has written the cluster's CA.
+func checkPortClash(addrs map[string]string) error {
+	type hp struct{ flag, host, port string }
+	var seen []hp
+	for _, f := range slices.Sorted(maps.Keys(addrs)) {
+		if addrs[f] == "" {
+			continue
+		}
+		h, p, _ := net.SplitHostPort(addrs[f])
+		for _, o := range seen {
+			overlap := h == o.host || h == "" || o.host == "" || net.ParseIP(h).IsUnspecified() || net.ParseIP(o.host).IsUnspecified()
+			if p == o.port && overlap {
+				return fmt.Errorf("%s %q and %s %q use the same port: %w", o.flag, addrs[o.flag], f, addrs[f], errdefs.ErrInvalid)
+			}
+		}
+		seen = append(seen, hp{f, h, p})
 	}
 	return nil
 }
@@ -405,4 +462,14 @@ func sortedCopy(s []string) []string {
 	c := slices.Clone(s)
 	slices.Sort(c)
 	return c
+}
+
+// checkBridge refuses a --bridge that is no interface name: the name also
+// makes a lock file under /run/gantry-bridges, and "../x" would create
+// and truncate a file of that name anywhere, as root.
+func checkBridge(name string) error {
+	if name == "" || len(name) > 15 || name == "." || name == ".." || strings.ContainsAny(name, "/ \t\n:%") {
+		return fmt.Errorf("--bridge %q: want an interface name of 1-15 characters without '/', ':', '%%' or spaces: %w", name, errdefs.ErrInvalid)
+	}
+	return nil
 }

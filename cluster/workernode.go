@@ -92,6 +92,12 @@ func ParseWorkerFlags(args []string, stderr io.Writer) (*WorkerOptions, error) {
 		return nil, err
 	}
 	o.Insecure = insecure
+	if err := checkPortClash(map[string]string{"--rpc-addr": o.Node.RPCAddr, "--gossip-addr": o.Node.GossipAddr}); err != nil {
+		return nil, err
+	}
+	if err := checkBridge(o.Bridge); err != nil {
+		return nil, err
+	}
 	lo, hi, ok := strings.Cut(ports, "-")
 	a, err1 := strconv.Atoi(lo)
 	b, err2 := strconv.Atoi(hi)
@@ -125,6 +131,12 @@ func ParseWorkerFlags(args []string, stderr io.Writer) (*WorkerOptions, error) {
 	}
 	if o.Zone != "" {
 		o.Labels["zone"] = o.Zone
+	}
+	// The labels travel in the gossip meta, which memberlist caps at
+	// MaxMetaSize bytes: refuse them here rather than after joining.
+	meta := membership.Meta{Role: membership.RoleWorker, RPCAddr: "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535", CPU: o.CPU, Memory: o.Memory, Zone: o.Zone, Labels: o.Labels}
+	if err := meta.Validate(); err != nil {
+		return nil, errdefs.WithHint(fmt.Errorf("--label and --zone: %w", err), "use fewer or shorter labels")
 	}
 	if !filepath.IsAbs(o.RunDir) {
 		abs, err := filepath.Abs(o.RunDir)

@@ -32,6 +32,11 @@ ns_of() { echo "$NAME-$1"; }
 veth_of() { echo "${BR}v$1"; }
 ip_of() { echo "$NET.$((10 + $1))"; }
 node_up() { [ -e "/run/netns/$(ns_of "$1")" ] && [ -e "$MNT_DIR/$(ns_of "$1")" ]; }
+# not_up I: the refusal for a node that is not there; most often the nodes
+# are up under another name (make cluster-demo's are gtydemo-I).
+not_up() {
+  die "node $1 (namespace $(ns_of "$1")) is not up: run scripts/netns.sh up $1 (or more) first; nodes made under another name need the same GANTRY_NETNS_NAME and GANTRY_NETNS_NET here (make cluster-demo's: GANTRY_NETNS_NAME=gtydemo GANTRY_NETNS_NET=10.98.0)"
+}
 
 check() {
   [ "$(id -u)" = 0 ] || die "needs root (network and mount namespaces): run it with sudo"
@@ -175,7 +180,7 @@ cmd_exec() {
   node_arg "${1:-}"
   local i=$1; shift
   [ $# -gt 0 ] || die "exec $i: give a command to run, e.g. scripts/netns.sh exec $i ip addr"
-  node_up "$i" || die "node $i is not up: run scripts/netns.sh up $i (or more) first"
+  node_up "$i" || not_up "$i"
   local ns; ns=$(ns_of "$i")
   if [ -d "$CG_DIR/$ns" ]; then
     # shellcheck disable=SC2016
@@ -186,14 +191,14 @@ cmd_exec() {
 
 cmd_partition() {
   node_arg "${1:-}"
-  node_up "$1" || die "node $1 is not up: run scripts/netns.sh up $1 (or more) first"
+  node_up "$1" || not_up "$1"
   is_cut "$1" || cut_rules -I "$1"
   echo "node $1 ($(ip_of "$1")) is cut off; scripts/netns.sh heal $1 undoes it"
 }
 
 cmd_heal() {
   node_arg "${1:-}"
-  node_up "$1" || die "node $1 is not up: run scripts/netns.sh up $1 (or more) first"
+  node_up "$1" || not_up "$1"
   while is_cut "$1"; do cut_rules -D "$1"; done
   echo "node $1 ($(ip_of "$1")) is reachable"
 }

@@ -175,7 +175,9 @@ var snapshotHelp = cmdHelp{
                                      file and shows what it holds
 The file holds sealed secrets and token hashes: keep it as safe as the servers'
 data. Secrets open only with the secrets.key of the cluster that saved them.
-Both need an admin token.`,
+FILE is written and read where this command runs. Both need an admin token and
+run on the Raft leader (gantry operator raft peers shows which server it is);
+restore --dry-run runs on any server.`,
 }
 
 func newSnapshotCmd(a *app) *snapshotCmd { return &snapshotCmd{app: a} }

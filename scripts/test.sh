@@ -5,7 +5,7 @@
 # those packages' concurrency is covered by the race runs of their callers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-race_pkgs=(./api/... ./spec/... ./state/... ./scheduler/... ./controller/... ./health/... ./logs/... ./mcp/... ./cli/... ./errdefs/...)
+race_pkgs=(./api/... ./spec/... ./state/... ./scheduler/... ./controller/... ./health/... ./logs/... ./mcp/... ./cli/... ./errdefs/... ./pki/... ./membership/... ./rpc/... ./policy/... ./intent/...)
 mapfile -t all < <(go list ./...)
 mapfile -t race_list < <(go list "${race_pkgs[@]}")
 rest=()

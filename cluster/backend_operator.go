@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"github.com/gantry-dev/gantry/api"
@@ -77,7 +78,18 @@ func (o *Operator) notLeader(op string) error {
 	if id == "" {
 		return errdefs.WithHint(err, "retry once a leader is elected (raft_peers shows it)")
 	}
-	return errdefs.WithHint(err, fmt.Sprintf("call the MCP endpoint of server %s instead (from the CLI: gantry --addr URL-of-%s ...)", id, id))
+	return errdefs.WithHint(err, leaderHint(id, addr))
+}
+
+// leaderHint says where a leader-only call goes. Servers do not gossip
+// their MCP address, and it is on loopback by default, so the way there
+// is usually the leader's machine, named by its Raft address's host.
+func leaderHint(id, raftAddr string) string {
+	where := "on its machine"
+	if host, _, err := net.SplitHostPort(raftAddr); err == nil && host != "" {
+		where = fmt.Sprintf("on its machine (%s)", host)
+	}
+	return fmt.Sprintf("call server %s's MCP endpoint instead: run gantry %s, where the endpoint listens on %s by default, or give gantry --addr the URL %s's --listen serves", id, where, DefaultListen, id)
 }
 
 // RemoveRaftPeer removes a peer, refusing the last voter and (without

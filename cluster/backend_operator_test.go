@@ -186,3 +186,21 @@ func gunzipBase64(t *testing.T, data string) []byte {
 	}
 	return out
 }
+
+// TestLeaderHint checks that a follower's refusal of a leader-only call
+// names the leader's machine and the MCP address to use there, not a
+// placeholder a newcomer cannot fill in.
+func TestLeaderHint(t *testing.T) {
+	got := leaderHint("s2", "10.98.0.12:7435")
+	for _, want := range []string{"server s2's MCP endpoint", "(10.98.0.12)", DefaultListen, "--addr"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("leaderHint = %q, want it to contain %q", got, want)
+		}
+	}
+	if strings.Contains(got, "7435") {
+		t.Errorf("leaderHint = %q names the Raft port, which serves no MCP", got)
+	}
+	if got := leaderHint("s2", "not-an-address"); !strings.Contains(got, "run gantry on its machine,") {
+		t.Errorf("leaderHint with a bad address = %q, want it to fall back to \"on its machine\"", got)
+	}
+}

@@ -496,11 +496,11 @@ func registryError(r name.Reference, err error) error {
 			"check the repository name, or push the image first")
 	case errors.Is(err, errHTTPNotAllowed):
 		hint = errdefs.WithHint(fmt.Errorf("image %s: registry %s would need plain http, which is not allowed for it: %w", r.Name(), host, errdefs.ErrPermission),
-			fmt.Sprintf("if the registry really has no TLS, allow it with --insecure-registry %s", host))
+			fmt.Sprintf("if the registry really has no TLS, allow it: start the gantry that pulls (dev, server, or the worker) with --insecure-registry %s", host))
 	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
 		// net/http has no exported error for this case.
 		hint = errdefs.WithHint(fmt.Errorf("image %s: registry %s speaks plain http, not https: %w", r.Name(), host, errdefs.ErrUnavailable),
-			fmt.Sprintf("allow plain http to it with --insecure-registry %s", host))
+			fmt.Sprintf("allow plain http to it: start the gantry that pulls (dev, server, or the worker) with --insecure-registry %s", host))
 	case errors.As(err, &dnsErr):
 		hint = errdefs.WithHint(fmt.Errorf("image %s: registry host %q is unknown (%v): %w", r.Name(), host, dnsErr, errdefs.ErrUnavailable),
 			"check the registry name in the image reference (an image without a registry name comes from Docker Hub) and this machine's DNS")

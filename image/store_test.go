@@ -46,6 +46,9 @@ func TestAllowHTTP(t *testing.T) {
 	r := name.MustParseReference("10.1.2.3:5000/app:1")
 	if err := registryError(r, err); !strings.Contains(err.Error(), "--insecure-registry 10.1.2.3:5000") {
 		t.Errorf("guard error: %v, want a hint naming --insecure-registry", err)
+	} else if !strings.Contains(err.Error(), "start the gantry that pulls") {
+		// The flag is the server's or worker's, not the CLI's that shows the error.
+		t.Errorf("guard error: %v, want the hint to say which gantry takes the flag", err)
 	}
 }
 

@@ -61,7 +61,7 @@ type NodeOptions struct {
 
 func registerNodeFlags(fs *flag.FlagSet, o *NodeOptions, level *string, join *stringList) {
 	host, _ := os.Hostname()
-	fs.StringVar(&o.DataDir, "data-dir", DefaultDataDir, "directory for all of this node's state: certificates, keys, Raft log, images, instances")
+	fs.StringVar(&o.DataDir, "data-dir", DefaultDataDir, "directory for all of this node's state: certificates, keys, images, and the Raft log (servers) or instances (workers)")
 	fs.StringVar(&o.Name, "name", strings.ToLower(host), "this node's name, unique in the cluster (a DNS label)")
 	fs.StringVar(&o.Advertise, "advertise", "", "IP address the other nodes reach this one at (default: the first non-loopback IPv4 address)")
 	fs.StringVar(&o.GossipAddr, "gossip-addr", ":"+strconv.Itoa(DefaultGossipPort), "bind address of gossip membership (TCP and UDP)")

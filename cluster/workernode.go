@@ -64,7 +64,7 @@ func ParseWorkerFlags(args []string, stderr io.Writer) (*WorkerOptions, error) {
 	var level, ports, cpu, mem string
 	var join, insecure, labels stringList
 	registerNodeFlags(fs, &o.Node, &level, &join)
-	fs.StringVar(&o.Node.RPCAddr, "rpc-addr", ":"+strconv.Itoa(DefaultRPCPort), "bind address of the worker's log endpoint for the servers (HTTPS, server certificates only)")
+	fs.StringVar(&o.Node.RPCAddr, "rpc-addr", ":"+strconv.Itoa(DefaultRPCPort), "bind address of the worker's endpoint for the servers' logs and exec calls (HTTPS, server certificates only)")
 	fs.StringVar(&o.OCIRuntime, "oci-runtime", "runc", "runc-compatible OCI runtime binary: a name on PATH or a path (runc, crun, youki)")
 	fs.Var(&insecure, "insecure-registry", "registry host[:port] that may be reached over plain http (repeatable; loopback registries always may)")
 	fs.StringVar(&o.Subnet, "subnet", "10.88.0.0/16", "container network subnet")

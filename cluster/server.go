@@ -9,6 +9,7 @@ package cluster
 // runs the controller and the node-health loop.
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -423,6 +424,12 @@ func (s *serverNode) join(ctx context.Context, req rpc.JoinRequest) (*rpc.JoinRe
 	if err := pki.ValidName(req.Name); err != nil {
 		return nil, err
 	}
+	if err := s.checkJoinName(ctx, tok.Role, req.Name); err != nil {
+		return nil, err
+	}
+	if len(req.IPs) > maxJoinIPs {
+		return nil, fmt.Errorf("join: %d IP addresses, at most %d go in a certificate: %w", len(req.IPs), maxJoinIPs, errdefs.ErrInvalid)
+	}
 	var ips []net.IP
 	for _, a := range req.IPs {
 		ip := net.ParseIP(a)
@@ -431,16 +438,19 @@ func (s *serverNode) join(ctx context.Context, req rpc.JoinRequest) (*rpc.JoinRe
 		}
 		ips = append(ips, ip)
 	}
+	// Sign before spending a use of the token: a request the CA refuses
+	// (a garbage or forged CSR) must not use up a single-use token. The
+	// certificate is thrown away if the token is refused.
+	cert, err := s.ca.Issue(req.CSR, tok.Role, req.Name, ips, pki.DefaultNodeTTL, time.Now())
+	if err != nil {
+		return nil, err
+	}
 	if s.unrecordedLocalToken(tok) {
 		// The group is still forming (--bootstrap-expect): this server
 		// made the token and holds its only record until a leader
 		// takes it.
 		s.log.Info("join token checked locally: the Raft group has not formed yet", "token", tok.ID, "name", req.Name)
 	} else if _, err := s.st.Apply(ctx, state.UseJoinToken{ID: tok.ID, SecretHash: tok.SecretHash, Role: string(tok.Role), Node: req.Name}); err != nil {
-		return nil, err
-	}
-	cert, err := s.ca.Issue(req.CSR, tok.Role, req.Name, ips, pki.DefaultNodeTTL, time.Now())
-	if err != nil {
 		return nil, err
 	}
 	resp := &rpc.JoinResponse{Cert: cert, CA: s.ca.CertPEM(), GossipKey: s.id.gossipKey}
@@ -458,6 +468,41 @@ func (s *serverNode) join(ctx context.Context, req rpc.JoinRequest) (*rpc.JoinRe
 	}
 	s.log.Info("signed a node certificate", "role", string(tok.Role), "name", req.Name, "token", tok.ID)
 	return resp, nil
+}
+
+// maxJoinIPs bounds the IP SANs a joining node may ask for.
+const maxJoinIPs = 16
+
+// checkJoinName refuses a join under a name another node holds: a token
+// grants a new node, not another node's identity. Without this, anyone
+// with the (reusable) worker token could get a certificate for a running
+// worker's name, watch its assignment and secrets and report its status,
+// or for a server's name. A live gossip member holds its name; so does a
+// Raft server against a worker token. A worker that died and lost its
+// disk may come back under its name with a worker token.
+func (s *serverNode) checkJoinName(ctx context.Context, role pki.Role, name string) error {
+	taken := func(what string) error {
+		return errdefs.WithHint(fmt.Errorf("join: the name %q is taken by %s: %w", name, what, errdefs.ErrConflict),
+			"give the joining node another --name; to replace a node, stop it and remove it first")
+	}
+	for _, m := range s.ml.Members() {
+		if m.Name == name && m.State == membership.StateAlive {
+			return taken("a running " + cmp.Or(m.Meta.Role, "node"))
+		}
+	}
+	if role == pki.RoleServer {
+		return nil
+	}
+	peers, err := s.st.Peers(ctx)
+	if err != nil { // the group is still forming: gossip was checked
+		s.log.Debug("join name checked against gossip only", "name", name, "err", err)
+	}
+	for _, p := range peers {
+		if p.ID == name {
+			return taken("a server of the Raft group")
+		}
+	}
+	return nil
 }
 
 // rpcFor maps a server's Raft ID and address to its RPC address, from

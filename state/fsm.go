@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -472,11 +473,26 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	txn := db.Txn(true)
+	// A damaged or crafted snapshot must be refused, never panic: raft
+	// panics when a restore fails on a follower, and memdb's indexers
+	// panic on a nil row. Two rows with one ID would silently keep one.
 	insertAll := func(table string, n int, row func(int) any) error {
 		for i := range n {
-			if err := txn.Insert(table, row(i)); err != nil {
+			obj := row(i)
+			if v := reflect.ValueOf(obj); !v.IsValid() || v.Kind() == reflect.Pointer && v.IsNil() {
+				return fmt.Errorf("restore state snapshot: %s: row %d is null: %w", table, i, errdefs.ErrInvalid)
+			}
+			if err := txn.Insert(table, obj); err != nil {
 				return fmt.Errorf("restore state snapshot: %s: %v: %w", table, err, errdefs.ErrInvalid)
 			}
+		}
+		got := 0
+		it := must(txn.Get(table, indexID))
+		for obj := it.Next(); obj != nil; obj = it.Next() {
+			got++
+		}
+		if got != n {
+			return fmt.Errorf("restore state snapshot: %s: %d rows hold %d distinct IDs: %w", table, n, got, errdefs.ErrInvalid)
 		}
 		return nil
 	}

@@ -36,6 +36,10 @@ const (
 	// allocating for it.
 	maxSnapshotBody = 4 << 30
 	maxHeaderLine   = 4 << 10
+	// maxSnapshotIndex bounds the Raft index and term a header may give
+	// (2^53: what JSON clients read exactly; a cluster doing a million
+	// writes a second takes centuries to get there).
+	maxSnapshotIndex = 1 << 53
 )
 
 // SnapshotHeader describes an operator snapshot file.
@@ -148,6 +152,10 @@ func ReadSnapshotFile(r io.Reader) (SnapshotHeader, []byte, error) {
 	case h.Format != SnapshotFormat:
 		return h, nil, errdefs.WithHint(fmt.Errorf("snapshot file format %d is unknown: %w", h.Format, errdefs.ErrInvalid),
 			"restore it with the gantry version that saved it, or a newer one")
+	case h.Index > maxSnapshotIndex || h.Term > maxSnapshotIndex:
+		// Raft restores at max(its last index, this)+1: an index near
+		// 2^64 would wrap the log and wreck the cluster for good.
+		return h, nil, refuse("header gives an impossible index %d or term %d", h.Index, h.Term)
 	case h.Size <= 0 || h.Size > maxSnapshotBody:
 		return h, nil, refuse("header gives an impossible size %d", h.Size)
 	case len(h.SHA256) != 2*sha256.Size:

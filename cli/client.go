@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -225,6 +226,12 @@ func (c *client) explain(ctx context.Context, err error) error {
 		return fmt.Errorf("the gantry server at %s refused the request (403 Forbidden): %v", c.addr, err)
 	case http.StatusNotFound:
 		return fmt.Errorf("%s has no MCP endpoint (404 Not Found): check --addr or GANTRY_ADDR (default %s)", c.addr, defaultAddr)
+	case http.StatusServiceUnavailable:
+		why := "it gave no reason; retry in a few seconds"
+		if p := c.rt.lastUnavailable.Load(); p != nil && *p != "" {
+			why = *p
+		}
+		return fmt.Errorf("the gantry server at %s cannot answer now (503 Service Unavailable): %s", c.addr, why)
 	}
 	if derr := c.rt.dialErr(); derr != nil {
 		if cerr := certError(derr); cerr != nil {
@@ -252,6 +259,10 @@ type authTransport struct {
 	netErr     error
 	// lastReason is the error_description of the last 401 (oauth.go).
 	lastReason atomic.Pointer[string]
+	// lastUnavailable is the start of the last 503's body: the server's
+	// reason (a cluster server with no leader for a --consistent read),
+	// which the MCP client drops.
+	lastUnavailable atomic.Pointer[string]
 }
 
 func (t *authTransport) reason() string {
@@ -285,6 +296,15 @@ func (t *authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if resp.StatusCode == http.StatusUnauthorized {
 		d := bearerErrorDescription(resp.Header.Get("WWW-Authenticate"))
 		t.lastReason.Store(&d)
+	}
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		head, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
+		msg := strings.TrimSpace(string(head))
+		t.lastUnavailable.Store(&msg)
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(head), resp.Body), resp.Body}
 	}
 	return resp, nil
 }

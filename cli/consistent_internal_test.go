@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -40,5 +42,36 @@ func TestConsistentHeader(t *testing.T) {
 	}
 	if a := newApp(io.Discard, io.Discard, nil, noEnv); a.g.consistent {
 		t.Fatal("linearizable reads on without --consistent")
+	}
+}
+
+// A server that cannot answer (a cluster server with no leader, asked for
+// a --consistent read) says why in its 503's body; the CLI shows that
+// reason instead of the MCP client's bare "Service Unavailable".
+func TestUnavailableReason(t *testing.T) {
+	const why = "linearizable read: no leader is known (retry, or send the request to another server)"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, why, http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	env := func(k string) (string, bool) {
+		switch k {
+		case "GANTRY_ADDR":
+			return srv.URL + "/mcp", true
+		case "GANTRY_TOKEN":
+			return "t0123456789", true
+		}
+		return "", false
+	}
+	a := newApp(io.Discard, io.Discard, nil, env)
+	c, err := a.connect(context.Background())
+	if err == nil {
+		c.Close()
+		t.Fatal("connect to a server answering 503 succeeded")
+	}
+	for _, want := range []string{"503 Service Unavailable", why} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error = %q, want it to contain %q", err, want)
+		}
 	}
 }

@@ -119,7 +119,7 @@ func (o *Operator) RemoveRaftPeer(ctx context.Context, id string, force, dryRun 
 			"to retire this cluster, stop its servers; to move it, save a snapshot and restore it into the new one")
 	case (peer.Gossip == string(membership.StateAlive) || (o.Members == nil && id == o.Self)) && !force:
 		return nil, errdefs.WithHint(fmt.Errorf("remove raft peer %q: it is alive (gossip shows it answering): %w", id, errdefs.ErrConflict),
-			"stop that server first, or pass force to remove it anyway (it then stops taking part in Raft)")
+			"stop that server first, or pass force (from the CLI: --force) to remove it anyway (it then stops taking part in Raft)")
 	}
 	if dryRun {
 		res.Message = fmt.Sprintf("dry run: removing %s would leave %d voter%s (quorum %d, was %d of %d); nothing changed",

@@ -71,8 +71,8 @@ func checkRaftOperator(t *testing.T, ctx context.Context, servers []*clusterNode
 		t.Errorf("transfer on follower %s: %v, want a refusal naming the leader %s", follower.name, err, leader.name)
 	}
 	err = clusterCall(ctx, fs, api.ToolRaftRemovePeer, map[string]any{"id": follower.name, "dry_run": true}, nil)
-	if err == nil || !strings.Contains(err.Error(), "alive") {
-		t.Errorf("remove-peer of the live %s: %v, want a refusal saying it is alive", follower.name, err)
+	if err == nil || !strings.Contains(err.Error(), "alive") || !strings.Contains(err.Error(), "--force") {
+		t.Errorf("remove-peer of the live %s: %v, want a refusal saying it is alive and naming the CLI's --force", follower.name, err)
 	}
 	var rm api.RaftRemovePeerResult
 	if err := clusterCall(ctx, fs, api.ToolRaftRemovePeer, map[string]any{"id": follower.name, "dry_run": true, "force": true}, &rm); err != nil ||

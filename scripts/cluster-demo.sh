@@ -97,7 +97,7 @@ cleanup() {
   trap - EXIT INT TERM
   if [ "$KEEP" = 1 ] && [ $rc = 0 ]; then
     echo
-    echo "KEEP=1: left running: servers s1-s3 and worker w2 in network namespaces $NAME-1..5 (data and logs in $DEMO),"
+    echo "KEEP=1: left running: servers s1-s3 and worker $S in network namespaces $NAME-1..5 (data and logs in $DEMO),"
     echo "the registry on $REG. Each server's MCP endpoint listens on 127.0.0.1:7433 inside its node (1-3); the"
     echo "cluster admin token is good on all three. As root (the variables pick the demo's nodes), try:"
     echo "  export GANTRY_NETNS_NAME=$NAME GANTRY_NETNS_NET=$NET"
@@ -106,6 +106,8 @@ cleanup() {
     echo "  deploy with --pull never: the workers pull from $REG, the servers do not)"
     echo "Kill server s2 (node 2):  kill -9 \$(ip netns pids $NAME-2)"
     echo "Start it again:           scripts/netns.sh exec 2 bin/gantry server --data-dir $(dir_of 2) --name s2 --advertise $(ip_of 2) >>$(dir_of 2)/gantry.log 2>&1 &"
+    echo "Bring the killed $V back (its lost instances are dropped, none run twice):"
+    echo "  scripts/netns.sh exec $VICTIM bin/gantry worker --data-dir $(dir_of "$VICTIM") --name $V --advertise $(ip_of "$VICTIM") --bridge $(bridge_of "$VICTIM") --subnet 10.77.0.0/24 --run-dir $(rundir_of "$VICTIM") --insecure-registry $REG >>$(dir_of "$VICTIM")/gantry.log 2>&1 &"
     echo "Stop and remove it all: sudo scripts/cluster-demo.sh down"
     exit 0
   fi

@@ -507,9 +507,21 @@ func (s *serverNode) checkJoinName(ctx context.Context, role pki.Role, name stri
 
 // rpcFor maps a server's Raft ID and address to its RPC address, from
 // what it gossips; unknown servers are taken to use this one's RPC port.
+//
+// Any gossip member can claim the server role and another's Raft address
+// (workers hold the gossip key), so when the server's ID is known, only
+// the member of that name is believed.
 func (s *serverNode) rpcFor(id, raftAddr string) string {
+	if id == "" && raftAddr != "" && s.st != nil {
+		if lid, laddr := s.st.Leader(); laddr == raftAddr {
+			id = lid
+		}
+	}
 	for _, m := range s.ml.Members() {
-		if m.Meta.Role == membership.RoleServer && (m.Meta.RaftAddr == raftAddr || (raftAddr == "" && m.Name == id)) && m.Meta.RPCAddr != "" {
+		if m.Meta.Role != membership.RoleServer || m.Meta.RPCAddr == "" || (id != "" && m.Name != id) {
+			continue
+		}
+		if m.Meta.RaftAddr == raftAddr || (raftAddr == "" && m.Name == id) {
 			return m.Meta.RPCAddr
 		}
 	}

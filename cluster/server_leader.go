@@ -6,13 +6,17 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gantry-dev/gantry/controller"
+	"github.com/gantry-dev/gantry/errdefs"
 	"github.com/gantry-dev/gantry/membership"
+	"github.com/gantry-dev/gantry/pki"
 )
 
 // reconcileEvery is how often the leader reconciles node health and the
@@ -185,6 +189,15 @@ func (s *serverNode) reconcile(ctx context.Context) error {
 		if addr, ok := known[m.Name]; ok && addr == m.Meta.RaftAddr {
 			continue
 		}
+		// Gossip is not proof: every worker holds the gossip key and could
+		// claim to be a server, and each bogus voter added weakens the
+		// quorum until the group stalls. Only an address that answers with
+		// the cluster's server certificate for that name becomes a voter.
+		if err := s.proveServer(ctx, m.Name, m.Meta.RaftAddr); err != nil {
+			s.log.Warn("not adding a gossiped server to the Raft group", "server", m.Name, "raft", m.Meta.RaftAddr, "err", err)
+			errs = append(errs, err)
+			continue
+		}
 		start := time.Now()
 		if err := s.st.AddVoter(ctx, m.Name, m.Meta.RaftAddr); err != nil {
 			errs = append(errs, err)
@@ -193,4 +206,26 @@ func (s *serverNode) reconcile(ctx context.Context) error {
 		s.log.Info("added a server to the Raft group", "server", m.Name, "raft", m.Meta.RaftAddr, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return errors.Join(errs...)
+}
+
+// proveServer checks that raftAddr answers TLS with a server certificate of
+// the cluster CA for name.
+func (s *serverNode) proveServer(ctx context.Context, name, raftAddr string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	d := tls.Dialer{Config: s.id.reloader.ClientTLS(s.id.cert.CAPEM, pki.RoleServer)}
+	c, err := d.DialContext(ctx, "tcp", raftAddr)
+	if err != nil {
+		return fmt.Errorf("server %q gossips Raft address %s, which does not answer as a server of this cluster: %w: %w", name, raftAddr, err, errdefs.ErrPermission)
+	}
+	defer c.Close()
+	cs := c.(*tls.Conn).ConnectionState()
+	role, got, err := pki.PeerRole(&cs)
+	if err != nil {
+		return err
+	}
+	if role != pki.RoleServer || got != name {
+		return fmt.Errorf("server %q gossips Raft address %s, where %s %q answers: %w", name, raftAddr, role, got, errdefs.ErrPermission)
+	}
+	return nil
 }

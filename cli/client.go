@@ -211,6 +211,10 @@ func (c *client) onProgress(_ context.Context, req *sdk.ProgressNotificationClie
 	}
 }
 
+// clusterReach completes the "cannot reach" hint for cluster users: a
+// server's MCP endpoint listens on its own loopback by default.
+const clusterReach = "a cluster server listens on its own machine's 127.0.0.1:7433: run gantry there, or give --addr its --listen URL"
+
 // explain turns transport failures into messages that say what to do.
 func (c *client) explain(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
@@ -238,9 +242,9 @@ func (c *client) explain(ctx context.Context, err error) error {
 			return explainCert(c.addr, cerr)
 		}
 		if errors.Is(derr, syscall.ECONNREFUSED) {
-			return fmt.Errorf("cannot reach gantry at %s: is `gantry dev` running? (start it with: gantry dev)", c.addr)
+			return fmt.Errorf("cannot reach gantry at %s: is `gantry dev` running? (start it with: gantry dev; %s)", c.addr, clusterReach)
 		}
-		return fmt.Errorf("cannot reach gantry at %s (%v): is `gantry dev` running? (start it with: gantry dev)", c.addr, derr)
+		return fmt.Errorf("cannot reach gantry at %s (%v): is `gantry dev` running? (start it with: gantry dev; %s)", c.addr, derr, clusterReach)
 	}
 	return fmt.Errorf("talking to gantry at %s: %w", c.addr, err)
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/gantry-dev/gantry/errdefs"
@@ -174,6 +175,19 @@ func ReadSnapshotFile(r io.Reader) (SnapshotHeader, []byte, error) {
 	sum := sha256.Sum256(body)
 	if got := hex.EncodeToString(sum[:]); got != h.SHA256 {
 		return h, nil, refuse("is corrupt: its checksum is %s, the header says %s", got[:16], h.SHA256[:16])
+	}
+	// A newer gantry may write fields this one does not know while keeping
+	// the format: loading would drop them without a word, so refuse.
+	// (Raft's own snapshots between servers are not checked this way: a
+	// follower whose restore fails panics.)
+	if len(body) > 1 && body[0] == snapshotJSON {
+		dec := json.NewDecoder(bytes.NewReader(body[1:]))
+		dec.DisallowUnknownFields()
+		var probe snapshotData
+		if err := dec.Decode(&probe); err != nil && strings.Contains(err.Error(), "unknown field") {
+			return h, nil, errdefs.WithHint(fmt.Errorf("snapshot file holds data this gantry does not know (%v), which restoring would lose: %w", err, errdefs.ErrInvalid),
+				"restore it with the gantry version that saved it, or a newer one")
+		}
 	}
 	// Load it into a scratch FSM: what raft would do, where failing is
 	// harmless (raft panics when a restore it started fails).

@@ -76,3 +76,34 @@ func TestRestoreRefusesCraftedSnapshots(t *testing.T) {
 		t.Errorf("index %d after refused restores", idx)
 	}
 }
+
+// A snapshot from a newer gantry that kept the format but added fields
+// is refused rather than restored without them; a saved file still
+// restores.
+func TestRestoreRefusesUnknownFields(t *testing.T) {
+	dst := openStore(t, t.TempDir())
+	apply(t, dst, PutNode{Node: Node{ID: "keep-me"}})
+	before := dumpState(dst)
+	ctx := ctxTimeout(t, 10*time.Second)
+	for name, b := range map[string]string{
+		"new table":         `{"volumes":[{"id":"v1"}]}`,
+		"new service field": `{"services":[{"name":"a","placement_v2":{"zone":"z"}}]}`,
+	} {
+		err := dst.RestoreSnapshot(ctx, bytes.NewReader(craftSnapshot(t, 5, 1, append([]byte{snapshotJSON}, b...))))
+		if !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "does not know") {
+			t.Errorf("%s: RestoreSnapshot = %v, want refused as unknown data", name, err)
+		}
+		if dumpState(dst) != before {
+			t.Fatalf("%s: a refused restore changed the state", name)
+		}
+	}
+	src := openStore(t, t.TempDir())
+	populate(t, src)
+	var file bytes.Buffer
+	if err := src.SaveSnapshot(ctx, &file); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.RestoreSnapshot(ctx, &file); err != nil {
+		t.Fatalf("a saved snapshot: %v", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"log/slog"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -141,5 +142,30 @@ func TestJoinRefusesTakenNamesAndGarbage(t *testing.T) {
 	// Replay of a used single-use token.
 	if _, err := s.join(ctx, joinReq(t, once, "w4")); err == nil || !strings.Contains(err.Error(), "used up") {
 		t.Errorf("single-use token reused: %v, want refused as used up", err)
+	}
+}
+
+// A node whose name another node holds is told so at once by joinCluster,
+// not after --join-timeout of retries that end in "no server answered".
+func TestJoinClusterNameTakenEndsAtOnce(t *testing.T) {
+	s, tok, _ := joinTestServer(t)
+	srv := httptest.NewUnstartedServer(rpc.NewServer(rpc.ServerConfig{Store: s.st, Peer: peerRole, Join: s.join,
+		Logger: slog.New(slog.DiscardHandler)}))
+	srv.TLS = pki.JoinServerTLS(s.ca.CertPEM(), issueTLS(t, s.ca, pki.RoleServer, "s1"))
+	srv.StartTLS()
+	defer srv.Close()
+	o := &NodeOptions{DataDir: t.TempDir(), Name: "s1", Advertise: "127.0.0.1", Token: tok,
+		Join: []string{strings.TrimPrefix(srv.URL, "https://")}, JoinTimeout: time.Minute}
+	start := time.Now()
+	_, err := joinCluster(t.Context(), o, pki.RoleWorker, "", "", "127.0.0.1:7436", slog.New(slog.DiscardHandler))
+	if !errdefs.IsConflict(err) || !strings.Contains(err.Error(), "taken") {
+		t.Errorf("join under a running server's name: %v, want a conflict saying the name is taken", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("the refusal took %s", d)
+	}
+	o.Name = "w7"
+	if _, err := joinCluster(t.Context(), o, pki.RoleWorker, "", "", "127.0.0.1:7436", slog.New(slog.DiscardHandler)); err != nil {
+		t.Errorf("join as w7: %v", err)
 	}
 }

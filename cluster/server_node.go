@@ -327,7 +327,9 @@ func joinCluster(ctx context.Context, o *NodeOptions, role pki.Role, rpcAddr, ra
 			if err == nil {
 				break
 			}
-			if errdefs.IsInvalid(err) || errors.Is(err, errdefs.ErrPermission) {
+			// A refusal (bad token, a name another node holds) will not
+			// change by waiting: say it now.
+			if errdefs.IsInvalid(err) || errors.Is(err, errdefs.ErrPermission) || errdefs.IsConflict(err) {
 				return nil, fmt.Errorf("join through %s: %w", addr, err)
 			}
 			log.Warn("join: server not reachable yet", "server", addr, "err", err)

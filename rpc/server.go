@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"sync"
@@ -345,7 +346,7 @@ func (s *server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		ip = r.RemoteAddr
 	}
-	if wait, ok := s.joins.allow(ip, time.Now()); !ok {
+	if wait, ok := s.joins.allow(limitKey(ip), time.Now()); !ok {
 		s.log.Warn("join rate limit hit", "remote", ip)
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
 		s.writeErr(w, r, http.StatusTooManyRequests, ErrorBody{Error: CodeRateLimited,
@@ -429,6 +430,21 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v) // the client went away, or v cannot fail
 }
 
+// limitKey is the join limiter's key for a source IP: the address itself
+// for IPv4, its /64 for IPv6, where one host commonly holds a whole /64
+// and could otherwise make a fresh bucket per attempt.
+func limitKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || a.Is4() || a.Is4In6() {
+		return ip
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
+}
+
 // limiter is a token bucket per key (source IP).
 type limiter struct {
 	burst float64
@@ -458,6 +474,12 @@ func (l *limiter) allow(key string, now time.Time) (time.Duration, bool) {
 	if b == nil {
 		if len(l.buckets) >= maxBuckets {
 			l.pruneLocked(now)
+		}
+		if len(l.buckets) >= maxBuckets {
+			// Every bucket is still in use: a flood from many sources.
+			// Refuse newcomers rather than grow without bound (each
+			// refusal would otherwise also rescan the whole map).
+			return l.every, false
 		}
 		b = &bucket{tokens: l.burst, at: now}
 		l.buckets[key] = b

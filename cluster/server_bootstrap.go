@@ -167,6 +167,17 @@ func (s *serverNode) bootstrapExpect(ctx context.Context, n int) error {
 			}
 		}
 		if len(peers) >= n {
+			// Gossip is no proof (workers hold its key too): keep the
+			// servers whose Raft address answers as that server.
+			peers = slices.DeleteFunc(peers, func(p state.Peer) bool {
+				err := s.proveServer(ctx, p.ID, p.Addr)
+				if err != nil {
+					s.log.Warn("bootstrap-expect: leaving out a gossiped server", "server", p.ID, "raft", p.Addr, "err", err)
+				}
+				return err != nil
+			})
+		}
+		if len(peers) >= n {
 			slices.SortFunc(peers, func(a, b state.Peer) int { return strings.Compare(a.ID, b.ID) })
 			err := s.st.BootstrapCluster(ctx, peers)
 			if err == nil {

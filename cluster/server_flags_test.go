@@ -53,6 +53,9 @@ func TestNodeFlagsRefuseHostileValues(t *testing.T) {
 		{[]string{"--bridge", strings.Repeat("b", 16)}, "--bridge"},
 		{[]string{"--bridge", ""}, "--bridge"},
 		{[]string{"--label", "k=" + strings.Repeat("v", 600)}, "--label"},
+		{[]string{"--subnet", "garbage"}, "--subnet"},
+		{[]string{"--subnet", "fd00::/64"}, "--subnet"},
+		{[]string{"--subnet", "10.0.0.0/30"}, "--subnet"},
 	}
 	for _, c := range worker {
 		_, err := ParseWorkerFlags(append(append([]string{}, base...), c.args...), &bytes.Buffer{})

@@ -120,6 +120,7 @@ func TestJoinRefusesTakenNamesAndGarbage(t *testing.T) {
 			}
 			return r
 		}()},
+		{"worker token relabelled as a server token", joinReq(t, strings.Replace(once, ".worker.", ".server.", 1), "w2")},
 		{"a name of 255 characters", func() rpc.JoinRequest { r := joinReq(t, once, "w2"); r.Name = strings.Repeat("a", 255); return r }()},
 	}
 	for _, c := range bad {

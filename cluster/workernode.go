@@ -98,6 +98,13 @@ func ParseWorkerFlags(args []string, stderr io.Writer) (*WorkerOptions, error) {
 	if err := checkBridge(o.Bridge); err != nil {
 		return nil, err
 	}
+	// Checked here as the network checks it: found only at start, after
+	// the join, a bad --subnet would have spent a use of the join token.
+	if ip, n, err := net.ParseCIDR(o.Subnet); err != nil || ip.To4() == nil {
+		return nil, fmt.Errorf("--subnet %q: want an IPv4 CIDR such as 10.88.0.0/16: %w", o.Subnet, errdefs.ErrInvalid)
+	} else if ones, _ := n.Mask.Size(); ones > 29 {
+		return nil, fmt.Errorf("--subnet %q is too small: use a prefix of /29 or shorter: %w", o.Subnet, errdefs.ErrInvalid)
+	}
 	lo, hi, ok := strings.Cut(ports, "-")
 	a, err1 := strconv.Atoi(lo)
 	b, err2 := strconv.Atoi(hi)

@@ -478,8 +478,9 @@ const maxJoinIPs = 16
 // with the (reusable) worker token could get a certificate for a running
 // worker's name, watch its assignment and secrets and report its status,
 // or for a server's name. A live gossip member holds its name; so does a
-// Raft server against a worker token. A worker that died and lost its
-// disk may come back under its name with a worker token.
+// Raft server against a worker token, and a worker name that still has
+// instances assigned. A worker that died and lost its disk may come back
+// under its name once its instances were rescheduled.
 func (s *serverNode) checkJoinName(ctx context.Context, role pki.Role, name string) error {
 	taken := func(what string) error {
 		return errdefs.WithHint(fmt.Errorf("join: the name %q is taken by %s: %w", name, what, errdefs.ErrConflict),
@@ -492,6 +493,12 @@ func (s *serverNode) checkJoinName(ctx context.Context, role pki.Role, name stri
 	}
 	if role == pki.RoleServer {
 		return nil
+	}
+	// A worker that is only cut off is not alive in gossip, but its
+	// instances (and the secrets they use) are still assigned to its name:
+	// the name is free once they have been moved away.
+	if insts, _ := s.st.Instances(state.InstanceFilter{Node: name}); len(insts) > 0 {
+		return taken(fmt.Sprintf("a worker that is not answering but still has %d instance(s) assigned", len(insts)))
 	}
 	peers, err := s.st.Peers(ctx)
 	if err != nil { // the group is still forming: gossip was checked

@@ -101,6 +101,15 @@ func TestJoinRefusesTakenNamesAndGarbage(t *testing.T) {
 		t.Errorf("certificate for %s %q (%v), want worker w1", role, name, err)
 	}
 
+	// A worker that is cut off (not in gossip) still holds its name while
+	// instances are assigned to it.
+	if _, err := s.st.Apply(ctx, state.PutInstance{Instance: state.Instance{ID: "web-0-abc", Service: "web", Node: "w9", Desired: state.DesiredRun}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.join(ctx, joinReq(t, tok, "w9")); !errdefs.IsConflict(err) || !strings.Contains(err.Error(), "instance") {
+		t.Errorf("worker token under a cut-off worker's name: %v, want a conflict", err)
+	}
+
 	bad := []struct {
 		name string
 		req  rpc.JoinRequest

@@ -115,7 +115,8 @@ func ParseServerFlags(args []string, stderr io.Writer) (*ServerOptions, error) {
 			"bootstrap the first server only; join the others to it")
 	}
 	if o.BootstrapExpect < 0 || o.BootstrapExpect > 7 {
-		return nil, fmt.Errorf("--bootstrap-expect %d: want 3 or 5 (at most 7): %w", o.BootstrapExpect, errdefs.ErrInvalid)
+		return nil, errdefs.WithHint(fmt.Errorf("--bootstrap-expect %d: want the number of servers, 0 (off) to 7: %w", o.BootstrapExpect, errdefs.ErrInvalid),
+			"use 3 or 5: they tolerate 1 or 2 failed servers; an even number tolerates no more than the odd one below it")
 	}
 	o.MCP.DataDir, o.MCP.NodeName, o.MCP.LogLevel = o.Node.DataDir, o.Node.Name, o.Node.LogLevel
 	if err := checkListen(&o.MCP); err != nil {

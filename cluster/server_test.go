@@ -55,7 +55,7 @@ func TestParseServerFlags(t *testing.T) {
 		{[]string{"--name", "s1", "--advertise", "10.0.0.5", "--bootstrap", "--join", "10.0.0.1"}, "exclude each other"},
 		{[]string{"--name", "s1", "--advertise", "10.0.0.5", "--listen", "10.0.0.5:7433"}, "requires TLS"},
 		{[]string{"--name", "s1", "--advertise", "10.0.0.5", "extra"}, "unexpected argument"},
-		{[]string{"--name", "s1", "--advertise", "10.0.0.5", "--bootstrap-expect", "9"}, "--bootstrap-expect"},
+		{[]string{"--name", "s1", "--advertise", "10.0.0.5", "--bootstrap-expect", "9"}, "0 (off) to 7"},
 	} {
 		_, err := ParseServerFlags(c.args, &bytes.Buffer{})
 		if err == nil || !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), c.want) {

@@ -92,14 +92,8 @@ func ParseDevFlags(args []string, stderr io.Writer) (*DevOptions, error) {
 		fmt.Fprintf(stderr, "Usage: gantry dev [flags]\n\nRuns a single-node Gantry cluster in this process and serves its MCP endpoint.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err // the usage is printed: RunDev exits 0
-		}
-		return nil, errdefs.WithHint(fmt.Errorf("%v: %w", err, errdefs.ErrInvalid), "see gantry dev -h")
-	}
-	if fs.NArg() > 0 {
-		return nil, errdefs.WithHint(fmt.Errorf("unexpected argument %q: %w", fs.Arg(0), errdefs.ErrInvalid), "gantry dev takes only flags")
+	if err := parseOnlyFlags(fs, args); err != nil {
+		return nil, err // flag.ErrHelp: the usage is printed and the command exits 0
 	}
 	o.Insecure = insecure
 	if err := o.LogLevel.UnmarshalText([]byte(level)); err != nil {
@@ -361,4 +355,21 @@ func memTotal() int64 {
 		}
 	}
 	return 0
+}
+
+// parseOnlyFlags parses the flags of `gantry NAME`, which takes no
+// arguments. flag.ErrHelp is returned as is (the usage is printed; the
+// command exits 0); other errors say to see NAME -h.
+func parseOnlyFlags(fs *flag.FlagSet, args []string) error {
+	name := fs.Name()
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errdefs.WithHint(fmt.Errorf("%v: %w", err, errdefs.ErrInvalid), "see gantry "+name+" -h")
+	}
+	if fs.NArg() > 0 {
+		return errdefs.WithHint(fmt.Errorf("unexpected argument %q: %w", fs.Arg(0), errdefs.ErrInvalid), "gantry "+name+" takes only flags")
+	}
+	return nil
 }

@@ -88,14 +88,8 @@ func ParseServerFlags(args []string, stderr io.Writer) (*ServerOptions, error) {
 			"Start the first with --bootstrap; it prints join tokens. Start the others with --join FIRST --token SERVER_TOKEN.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, errdefs.WithHint(fmt.Errorf("%v: %w", err, errdefs.ErrInvalid), "see gantry server -h")
-	}
-	if fs.NArg() > 0 {
-		return nil, errdefs.WithHint(fmt.Errorf("unexpected argument %q: %w", fs.Arg(0), errdefs.ErrInvalid), "gantry server takes only flags")
+	if err := parseOnlyFlags(fs, args); err != nil {
+		return nil, err // flag.ErrHelp: the usage is printed and the command exits 0
 	}
 	if err := checkNodeFlags(&o.Node, level, join); err != nil {
 		return nil, err

@@ -79,14 +79,8 @@ func ParseWorkerFlags(args []string, stderr io.Writer) (*WorkerOptions, error) {
 		fmt.Fprintf(stderr, "Usage: gantry worker [flags]\n\nRuns a Gantry worker: the node agent that runs instances. First start: --join SERVER --token WORKER_TOKEN.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, errdefs.WithHint(fmt.Errorf("%v: %w", err, errdefs.ErrInvalid), "see gantry worker -h")
-	}
-	if fs.NArg() > 0 {
-		return nil, errdefs.WithHint(fmt.Errorf("unexpected argument %q: %w", fs.Arg(0), errdefs.ErrInvalid), "gantry worker takes only flags")
+	if err := parseOnlyFlags(fs, args); err != nil {
+		return nil, err // flag.ErrHelp: the usage is printed and the command exits 0
 	}
 	if err := checkNodeFlags(&o.Node, level, join); err != nil {
 		return nil, err
